@@ -1,0 +1,105 @@
+"""Reading and writing video files with PyAV (FFmpeg's libraries, codecs included in its wheels)."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from reshoot._deps import require
+
+_AUDIO_CHUNK = 4096
+
+
+def write_video(
+    path: Path,
+    frames: Iterable[np.ndarray],  # each [H, W, 3] uint8
+    fps: Fraction | float,
+    audio: np.ndarray | None = None,  # [S] int16 mono
+    sample_rate_hz: int = 48_000,
+    codec: str = "libx264",
+    crf: int = 16,
+    timecode: str | None = None,
+) -> int:
+    """Encode ``frames`` (and optional mono PCM audio) to ``path``, atomically; return the frame count.
+
+    The container follows the suffix (``.mov``, ``.mp4``, ``.mkv``). Audio is 16-bit PCM in MOV/MKV
+    (no encoder delay, so sync is sample-exact) and AAC in MP4. ``timecode`` (``HH:MM:SS:FF``) is
+    written as the start timecode track.
+    """
+    av = require("av", "pip install av")
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    rate = Fraction(fps).limit_denominator(1001)
+    count = 0
+    try:
+        with av.open(str(tmp), mode="w") as container:
+            video = container.add_stream(codec, rate=rate)
+            video.pix_fmt = "yuv420p"
+            video.options = {"crf": str(crf)} if codec == "libx264" else {}
+            if timecode:
+                video.metadata["timecode"] = timecode
+            sound = None
+            if audio is not None:
+                audio_codec = "aac" if path.suffix.lower() == ".mp4" else "pcm_s16le"
+                sound = container.add_stream(audio_codec, rate=sample_rate_hz, layout="mono")
+            written_samples = 0
+            for frame in frames:
+                if count == 0:
+                    video.height, video.width = frame.shape[:2]
+                packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                packet_frame.pts = count
+                container.mux(video.encode(packet_frame))
+                count += 1
+                if sound is not None:  # interleave: audio up to the end of this frame
+                    upto = min(len(audio), int(round(count / rate * sample_rate_hz)))
+                    written_samples = _mux_audio(av, container, sound, audio, written_samples, upto)
+            container.mux(video.encode(None))
+            if sound is not None:
+                _mux_audio(av, container, sound, audio, written_samples, len(audio))
+                container.mux(sound.encode(None))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _mux_audio(av, container, stream, audio: np.ndarray, start: int, stop: int) -> int:
+    for chunk_start in range(start, stop, _AUDIO_CHUNK):
+        chunk = audio[chunk_start:min(stop, chunk_start + _AUDIO_CHUNK)]
+        frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.int16), format="s16", layout="mono")
+        frame.sample_rate = stream.rate
+        frame.pts = chunk_start
+        container.mux(stream.encode(frame))
+    return max(start, stop)
+
+
+def read_video_frames(path: Path) -> Iterator[np.ndarray]:
+    """Decode every frame of the first video stream as RGB uint8.  # each [H, W, 3]"""
+    av = require("av", "pip install av")
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream, downmixed to mono float32 in [-1, 1]; returns (samples, rate)."""
+    av = require("av", "pip install av")
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path} has no audio stream")
+        stream = container.streams.audio[0]
+        chunks = []
+        for frame in container.decode(stream):
+            data = frame.to_ndarray()
+            if data.dtype == np.int16:
+                data = data.astype(np.float32) / 32768
+            if frame.format.is_planar:
+                chunks.append(data.mean(axis=0))
+            else:
+                chunks.append(data.reshape(-1, len(frame.layout.channels)).mean(axis=1))
+        return np.concatenate(chunks).astype(np.float32), stream.rate

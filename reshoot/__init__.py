@@ -1,0 +1,33 @@
+"""reshoot: recover a shot nobody filmed from the footage of the cameras that were there.
+
+Quick start::
+
+    import reshoot
+    shoot = reshoot.make_sample_shoot("reshoot-sample")          # a synthetic multi-camera shoot
+    cameras = shoot.cameras                                      # reshoot.Cameras, with ground truth
+    pixels, depth = cameras.project(0, [[0.0, 0.0, 0.0]])        # where the set's centre lands in cam0
+    ws = reshoot.Workspace("my-shoot")                            # stages write folders + manifests here
+"""
+
+from importlib import metadata as _metadata
+
+from reshoot._deps import MissingDependencyError
+from reshoot.cameras import Cameras, look_at
+from reshoot.demo import DemoResult, run_demo
+from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
+from reshoot.workspace import STAGE_DESCRIPTIONS, STAGES, StageContext, StageError, StageResult, Workspace
+
+try:
+    __version__ = _metadata.version("reshoot")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+#: Errors that mean "the user asked for something that cannot be done as asked"; the CLI prints them
+#: without a traceback.
+ReshootError = (StageError, MissingDependencyError)
+
+__all__ = [
+    "Cameras", "DemoResult", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
+    "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
+    "load_sample_shoot", "look_at", "make_sample_shoot", "run_demo",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -103,3 +103,33 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
             else:
                 chunks.append(data.reshape(-1, len(frame.layout.channels)).mean(axis=1))
         return np.concatenate(chunks).astype(np.float32), stream.rate
+
+
+def probe_video(path: Path) -> dict[str, Any]:
+    """What a camera file holds: frame count, rate, size, duration, audio and start timecode."""
+    av = require("av", "pip install av")
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise ValueError(f"{path}: cannot be read as video ({exc}); check the file is complete") from exc
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream")
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        frames = video.frames or sum(1 for _ in container.demux(video) if _.size)
+        timecode = video.metadata.get("timecode") or container.metadata.get("timecode")
+        for stream in container.streams.data:
+            timecode = timecode or stream.metadata.get("timecode")
+        return {
+            "path": str(path),
+            "frame_count": int(frames),
+            "fps": Fraction(video.average_rate) if video.average_rate else None,
+            "width": video.codec_context.width,
+            "height": video.codec_context.height,
+            "codec": video.codec_context.name,
+            "audio_sample_rate_hz": audio.rate if audio else None,
+            "audio_channels": audio.channels if audio else 0,
+            "start_timecode": timecode,
+        }

@@ -3,8 +3,8 @@
 Layout (documented for users in ``docs/workspace.md``)::
 
     WS/
-      workspace.json          what this workspace is (created by, reshoot version)
-      <stage>/                one folder per stage: sample, ingest, register, reconstruct, ...
+      workspace.json          what this workspace is: reshoot version, the source footage it reads
+      <stage>/                one folder per stage: ingest, register, reconstruct, path, guide, refine, export
         manifest.json         written last: config, input fingerprints, versions, timings, outputs
         ...                   the stage's own files
       .reshoot/tmp/           a stage's folder while it is being written (moved into place at the end)
@@ -41,8 +41,17 @@ from typing import Any, Callable, Iterator, Sequence
 
 from reshoot.atomic import atomic_write_json, replace_dir
 
-#: The stages, in pipeline order.
-STAGES = ("sample", "ingest", "register", "reconstruct", "path", "guide", "refine", "export")
+#: The stages, in pipeline order, with what each does.
+STAGE_DESCRIPTIONS = {
+    "ingest": "read the camera files, sync them (audio, timecode or manual) and extract frames",
+    "register": "register the cameras with COLMAP into one 3D frame, with a sparse point cloud",
+    "reconstruct": "train a dynamic Gaussian-splat scene of the set and the actor (gsplat)",
+    "path": "design the missing angle: a camera path over the shot's timeline",
+    "guide": "render the path from the splat scene: RGB, alpha, depth and confidence",
+    "refine": "refine the guide frames into a coherent shot (classical or video diffusion)",
+    "export": "write deliverables: image sequences, video, camera files, contact sheets",
+}
+STAGES = tuple(STAGE_DESCRIPTIONS)
 #: Libraries whose versions a manifest records when they are loaded.
 _TRACKED_LIBRARIES = ("numpy", "torch", "gsplat", "pycolmap", "diffusers", "transformers", "open3d-cpu",
                       "open3d", "trimesh", "av", "pyrender", "opencv-python-headless", "scipy", "pillow")
@@ -93,6 +102,30 @@ class Workspace:
         info = self.root / "workspace.json"
         if not info.exists():
             atomic_write_json(info, {"reshoot_workspace": 1, "created_at": _now(), "reshoot": _version("reshoot")})
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The contents of ``workspace.json``."""
+        return json.loads((self.root / "workspace.json").read_text())
+
+    def set_sources(self, paths: Sequence[Path], ground_truth: Path | None = None) -> None:
+        """Record the source footage this shoot reads (absolute paths; the files are only ever read).
+
+        Args:
+            paths: one file (or image-sequence folder) per camera.
+            ground_truth: optional ground truth for the shoot (the sample has one), for evaluation.
+        """
+        sources = []
+        for path in paths:
+            path = Path(path).resolve()
+            if not path.exists():
+                raise StageError(f"source footage {path} does not exist; check the path")
+            self._check_outside_managed(path, "workspace")
+            sources.append(str(path))
+        info = self.info
+        info["sources"] = sources
+        info["ground_truth"] = str(Path(ground_truth).resolve()) if ground_truth else None
+        atomic_write_json(self.root / "workspace.json", info)
 
     def stage_dir(self, name: str) -> Path:
         _check_stage_name(name)
@@ -190,13 +223,16 @@ class Workspace:
         return StageResult(name, final, manifest, skipped=False)
 
     def _check_input(self, path: Path, stage: str) -> None:
-        resolved = path.resolve()
-        if not resolved.is_file():
+        if not path.resolve().is_file():
             raise StageError(f"stage {stage!r}: input file {path} does not exist or is not a file")
+        self._check_outside_managed(path, f"stage {stage!r}")
+
+    def _check_outside_managed(self, path: Path, who: str) -> None:
+        resolved = path.resolve()
         managed = [self.root / s for s in STAGES] + [self.root / _INTERNAL]
         if any(resolved.is_relative_to(m) for m in managed):
             raise StageError(
-                f"stage {stage!r}: input {path} lies inside the workspace's stage folders, which reshoot "
+                f"{who}: source {path} lies inside the workspace's stage folders, which reshoot "
                 "replaces on re-runs. Keep source footage outside them (e.g. in WS/footage or elsewhere)."
             )
 

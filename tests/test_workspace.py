@@ -99,37 +99,37 @@ def test_workspace_on_a_file_raises(tmp_path):
 
 def test_runs_once_then_skips(ws, footage):
     fn = Recorder()
-    first = ws.run_stage("sample", Config(), fn, inputs=[footage])
+    first = ws.run_stage("ingest", Config(), fn, inputs=[footage])
     assert not first.skipped and fn.calls == 1
-    assert first.path == ws.root / "sample"
-    second = ws.run_stage("sample", Config(), fn, inputs=[footage])
+    assert first.path == ws.root / "ingest"
+    second = ws.run_stage("ingest", Config(), fn, inputs=[footage])
     assert second.skipped and fn.calls == 1
     assert second.manifest == first.manifest
-    assert second.manifest == json.loads((ws.root / "sample" / "manifest.json").read_text())
+    assert second.manifest == json.loads((ws.root / "ingest" / "manifest.json").read_text())
 
 
 def test_reruns_when_config_changes(ws, footage):
     fn = Recorder()
-    ws.run_stage("sample", Config(frames=3), fn, inputs=[footage])
-    res = ws.run_stage("sample", Config(frames=4), fn, inputs=[footage])
+    ws.run_stage("ingest", Config(frames=3), fn, inputs=[footage])
+    res = ws.run_stage("ingest", Config(frames=4), fn, inputs=[footage])
     assert not res.skipped and fn.calls == 2
-    assert json.loads((ws.root / "sample" / "sub" / "frames.json").read_text()) == {"frames": 4}
+    assert json.loads((ws.root / "ingest" / "sub" / "frames.json").read_text()) == {"frames": 4}
     assert res.manifest["config"]["frames"] == 4
-    assert ws.run_stage("sample", Config(frames=4), fn, inputs=[footage]).skipped
+    assert ws.run_stage("ingest", Config(frames=4), fn, inputs=[footage]).skipped
 
 
 def test_reruns_when_version_changes(ws):
     fn = Recorder()
-    ws.run_stage("sample", Config(), fn, version=1)
-    assert not ws.run_stage("sample", Config(), fn, version=2).skipped
+    ws.run_stage("ingest", Config(), fn, version=1)
+    assert not ws.run_stage("ingest", Config(), fn, version=2).skipped
     assert fn.calls == 2
 
 
 def test_reruns_when_input_content_changes(ws, footage):
     fn = Recorder()
-    first = ws.run_stage("sample", Config(), fn, inputs=[footage])
+    first = ws.run_stage("ingest", Config(), fn, inputs=[footage])
     footage.write_bytes(b"a different take")  # different size
-    res = ws.run_stage("sample", Config(), fn, inputs=[footage])
+    res = ws.run_stage("ingest", Config(), fn, inputs=[footage])
     assert not res.skipped and fn.calls == 2
     key = str(footage.resolve())
     assert res.manifest["inputs"][key] == sha(b"a different take") != first.manifest["inputs"][key]
@@ -137,51 +137,51 @@ def test_reruns_when_input_content_changes(ws, footage):
 
 def test_reruns_when_input_changes_with_same_size(ws, footage):
     fn = Recorder()
-    ws.run_stage("sample", Config(), fn, inputs=[footage])
+    ws.run_stage("ingest", Config(), fn, inputs=[footage])
     st = footage.stat()
     new = bytes(b ^ 0xFF for b in footage.read_bytes())
     footage.write_bytes(new)
     # make sure the modification time differs even on a coarse-clock file system
     os.utime(footage, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
-    res = ws.run_stage("sample", Config(), fn, inputs=[footage])
+    res = ws.run_stage("ingest", Config(), fn, inputs=[footage])
     assert not res.skipped and fn.calls == 2
     assert res.manifest["inputs"][str(footage.resolve())] == sha(new)
 
 
 def test_reruns_when_forced(ws, footage):
     fn = Recorder()
-    first = ws.run_stage("sample", Config(), fn, inputs=[footage])
-    res = ws.run_stage("sample", Config(), fn, inputs=[footage], force=True)
+    first = ws.run_stage("ingest", Config(), fn, inputs=[footage])
+    res = ws.run_stage("ingest", Config(), fn, inputs=[footage], force=True)
     assert not res.skipped and fn.calls == 2
     assert res.manifest["fingerprint"] == first.manifest["fingerprint"]
-    assert ws.run_stage("sample", Config(), fn, inputs=[footage]).skipped and fn.calls == 2
+    assert ws.run_stage("ingest", Config(), fn, inputs=[footage]).skipped and fn.calls == 2
 
 
 def test_reruns_when_an_output_file_is_missing(ws):
     fn = Recorder()
-    ws.run_stage("sample", Config(), fn)
-    (ws.root / "sample" / "sub" / "frames.json").unlink()
-    assert not ws.run_stage("sample", Config(), fn).skipped
-    assert (ws.root / "sample" / "sub" / "frames.json").is_file()
+    ws.run_stage("ingest", Config(), fn)
+    (ws.root / "ingest" / "sub" / "frames.json").unlink()
+    assert not ws.run_stage("ingest", Config(), fn).skipped
+    assert (ws.root / "ingest" / "sub" / "frames.json").is_file()
 
 
 def test_reruns_when_upstream_outputs_change(ws):
     up_fn, down_fn = Recorder(b"v1"), Recorder()
-    ws.run_stage("sample", Config(), up_fn)
-    first = ws.run_stage("ingest", Config(), down_fn, upstream=["sample"])
+    ws.run_stage("ingest", Config(), up_fn)
+    first = ws.run_stage("register", Config(), down_fn, upstream=["ingest"])
     assert not first.skipped
-    assert first.manifest["upstream"] == {"sample": ws.manifest("sample")["outputs_digest"]}
-    assert ws.run_stage("ingest", Config(), down_fn, upstream=["sample"]).skipped
+    assert first.manifest["upstream"] == {"ingest": ws.manifest("ingest")["outputs_digest"]}
+    assert ws.run_stage("register", Config(), down_fn, upstream=["ingest"]).skipped
     # upstream re-runs but writes the same outputs: downstream stays up to date
-    ws.run_stage("sample", Config(), up_fn, force=True)
-    assert ws.run_stage("ingest", Config(), down_fn, upstream=["sample"]).skipped and down_fn.calls == 1
+    ws.run_stage("ingest", Config(), up_fn, force=True)
+    assert ws.run_stage("register", Config(), down_fn, upstream=["ingest"]).skipped and down_fn.calls == 1
     # upstream writes different outputs: downstream re-runs
     up_fn.payload = b"v2"
-    ws.run_stage("sample", Config(), up_fn, force=True)
-    res = ws.run_stage("ingest", Config(), down_fn, upstream=["sample"])
+    ws.run_stage("ingest", Config(), up_fn, force=True)
+    res = ws.run_stage("register", Config(), down_fn, upstream=["ingest"])
     assert not res.skipped and down_fn.calls == 2
-    assert res.manifest["upstream"]["sample"] == ws.manifest("sample")["outputs_digest"]
-    assert res.manifest["upstream"]["sample"] != first.manifest["upstream"]["sample"]
+    assert res.manifest["upstream"]["ingest"] == ws.manifest("ingest")["outputs_digest"]
+    assert res.manifest["upstream"]["ingest"] != first.manifest["upstream"]["ingest"]
 
 
 # ---- manifest contents --------------------------------------------------------------------------
@@ -190,14 +190,14 @@ def test_reruns_when_upstream_outputs_change(ws):
 def test_manifest_contents(ws, footage, tmp_path):
     outside = tmp_path / "elsewhere" / "x.txt"
     inside = ws.root / "footage" / "cam1.mp4"
-    config = Config(frames=5, footage=inside, extra=(outside, 2), options={"p": ws.root / "ingest" / "a.json"})
+    config = Config(frames=5, footage=inside, extra=(outside, 2), options={"p": ws.root / "register" / "a.json"})
     fn = Recorder(b"payload-bytes")
-    res = ws.run_stage("ingest", config, fn, inputs=[footage], version=3)
+    res = ws.run_stage("register", config, fn, inputs=[footage], version=3)
     m = res.manifest
-    assert m["stage"] == "ingest" and m["status"] == "complete" and m["version"] == 3
+    assert m["stage"] == "register" and m["status"] == "complete" and m["version"] == 3
     # config: paths inside the workspace are workspace-relative, others absolute
     assert m["config"] == {"frames": 5, "footage": "footage/cam1.mp4", "extra": [str(outside.resolve()), 2],
-                           "options": {"p": "ingest/a.json"}}
+                           "options": {"p": "register/a.json"}}
     assert m["inputs"] == {str(footage.resolve()): sha(footage.read_bytes())}
     assert m["upstream"] == {}
     # outputs: every file the stage wrote, with its sha256; the manifest itself is not listed
@@ -215,11 +215,11 @@ def test_manifest_contents(ws, footage, tmp_path):
     assert started.tzinfo is not None and started <= finished
     assert len(m["fingerprint"]) == 64 and len(m["outputs_digest"]) == 64
     assert json.loads((res.path / "manifest.json").read_text()) == m
-    assert ws.manifest("ingest") == m
+    assert ws.manifest("register") == m
 
 
 def test_summary_defaults_to_empty_dict(ws):
-    res = ws.run_stage("sample", {"a": 1}, lambda ctx: None)
+    res = ws.run_stage("ingest", {"a": 1}, lambda ctx: None)
     assert res.manifest["summary"] == {} and res.manifest["outputs"] == {}
     assert res.manifest["config"] == {"a": 1}
 
@@ -244,27 +244,27 @@ def test_stage_context_paths(ws):
 def test_failure_without_previous_run_leaves_no_stage_folder(ws):
     fn = Recorder(fail_after_partial=True)
     with pytest.raises(RuntimeError, match="boom"):
-        ws.run_stage("sample", Config(), fn)
-    assert not (ws.root / "sample").exists()
-    assert ws.manifest("sample") is None
+        ws.run_stage("ingest", Config(), fn)
+    assert not (ws.root / "ingest").exists()
+    assert ws.manifest("ingest") is None
     assert list((ws.root / ".reshoot" / "tmp").iterdir()) == []
-    scratch = ws.root / ".reshoot" / "scratch" / "sample"
+    scratch = ws.root / ".reshoot" / "scratch" / "ingest"
     assert (scratch / "ckpt.txt").read_text() == "call 1"
-    assert ws.status()[0] == {"stage": "sample", "state": "missing"}
+    assert ws.status()[0] == {"stage": "ingest", "state": "missing"}
 
 
 def test_failure_keeps_previous_complete_folder(ws, footage):
     good = Recorder(b"good")
-    ws.run_stage("sample", Config(frames=1), good, inputs=[footage])
-    before = tree(ws.root / "sample")
+    ws.run_stage("ingest", Config(frames=1), good, inputs=[footage])
+    before = tree(ws.root / "ingest")
     bad = Recorder(b"bad", fail_after_partial=True)
     with pytest.raises(RuntimeError, match="boom"):
-        ws.run_stage("sample", Config(frames=2), bad, inputs=[footage])
-    assert tree(ws.root / "sample") == before
+        ws.run_stage("ingest", Config(frames=2), bad, inputs=[footage])
+    assert tree(ws.root / "ingest") == before
     assert list((ws.root / ".reshoot" / "tmp").iterdir()) == []
-    assert (ws.root / ".reshoot" / "scratch" / "sample" / "ckpt.txt").is_file()
+    assert (ws.root / ".reshoot" / "scratch" / "ingest" / "ckpt.txt").is_file()
     # the old result is still valid for the old config
-    assert ws.run_stage("sample", Config(frames=1), good, inputs=[footage]).skipped
+    assert ws.run_stage("ingest", Config(frames=1), good, inputs=[footage]).skipped
 
 
 def test_scratch_survives_failure_for_resume_and_is_removed_on_success(ws):
@@ -291,22 +291,22 @@ def test_scratch_survives_failure_for_resume_and_is_removed_on_success(ws):
 
 def test_non_json_summary_fails_cleanly(ws):
     with pytest.raises(TypeError):
-        ws.run_stage("sample", Config(), lambda ctx: {"bad": object()})
-    assert not (ws.root / "sample").exists()
+        ws.run_stage("ingest", Config(), lambda ctx: {"bad": object()})
+    assert not (ws.root / "ingest").exists()
     assert list((ws.root / ".reshoot" / "tmp").iterdir()) == []
 
 
 # ---- refused inputs and stages ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["sample", "ingest", ".reshoot"])
+@pytest.mark.parametrize("where", ["ingest", "register", ".reshoot"])
 def test_input_inside_a_managed_folder_is_refused(ws, where):
     bad = ws.root / where / "clip.mp4"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_bytes(b"x")
     fn = Recorder()
     with pytest.raises(StageError, match="inside the workspace"):
-        ws.run_stage("ingest", Config(), fn, inputs=[bad])
+        ws.run_stage("register", Config(), fn, inputs=[bad])
     assert fn.calls == 0
 
 
@@ -314,16 +314,16 @@ def test_input_in_workspace_footage_folder_is_allowed(ws):
     clip = ws.root / "footage" / "clip.mp4"
     clip.parent.mkdir()
     clip.write_bytes(b"frames")
-    res = ws.run_stage("ingest", Config(), Recorder(), inputs=[clip])
+    res = ws.run_stage("register", Config(), Recorder(), inputs=[clip])
     assert res.manifest["inputs"] == {str(clip): sha(b"frames")}
 
 
 def test_missing_input_names_the_file(ws, tmp_path):
     fn = Recorder()
     with pytest.raises(StageError, match="no_such_clip.mp4"):
-        ws.run_stage("ingest", Config(), fn, inputs=[tmp_path / "no_such_clip.mp4"])
+        ws.run_stage("register", Config(), fn, inputs=[tmp_path / "no_such_clip.mp4"])
     with pytest.raises(StageError, match="not a file"):
-        ws.run_stage("ingest", Config(), fn, inputs=[tmp_path])
+        ws.run_stage("register", Config(), fn, inputs=[tmp_path])
     assert fn.calls == 0
 
 
@@ -340,17 +340,17 @@ def test_unknown_stage_raises(ws):
     with pytest.raises(StageError, match="unknown stage 'bogus'"):
         ws.run_stage("bogus", Config(), fn)
     with pytest.raises(StageError, match="unknown stage 'nope'"):
-        ws.run_stage("sample", Config(), fn, upstream=["nope"])
+        ws.run_stage("ingest", Config(), fn, upstream=["nope"])
     with pytest.raises(StageError, match="unknown stage"):
         ws.stage_dir("..")
     assert fn.calls == 0
 
 
 def test_invalid_manifest_json_raises_stage_error(ws):
-    ws.run_stage("sample", Config(), Recorder())
-    (ws.root / "sample" / "manifest.json").write_text("{not json")
+    ws.run_stage("ingest", Config(), Recorder())
+    (ws.root / "ingest" / "manifest.json").write_text("{not json")
     with pytest.raises(StageError, match="--force"):
-        ws.manifest("sample")
+        ws.manifest("ingest")
 
 
 # ---- source footage is read only ----------------------------------------------------------------
@@ -359,10 +359,10 @@ def test_invalid_manifest_json_raises_stage_error(ws):
 def test_source_footage_never_modified(ws, footage):
     data, st = footage.read_bytes(), footage.stat()
     fn = Recorder()
-    ws.run_stage("ingest", Config(), fn, inputs=[footage])
-    ws.run_stage("ingest", Config(), fn, inputs=[footage])
-    ws.run_stage("ingest", Config(), fn, inputs=[footage], force=True)
-    ws.run_stage("ingest", Config(frames=9), fn, inputs=[footage])
+    ws.run_stage("register", Config(), fn, inputs=[footage])
+    ws.run_stage("register", Config(), fn, inputs=[footage])
+    ws.run_stage("register", Config(), fn, inputs=[footage], force=True)
+    ws.run_stage("register", Config(frames=9), fn, inputs=[footage])
     assert fn.calls == 3
     after = footage.stat()
     assert footage.read_bytes() == data
@@ -379,23 +379,23 @@ def test_status_missing_complete_stale(ws):
     assert all(r == {"stage": r["stage"], "state": "missing"} for r in rows)
 
     up = Recorder(b"one")
-    ws.run_stage("sample", Config(), up)
-    ws.run_stage("ingest", Config(), Recorder(), upstream=["sample"])
+    ws.run_stage("ingest", Config(), up)
+    ws.run_stage("register", Config(), Recorder(), upstream=["ingest"])
     state = {r["stage"]: r for r in ws.status()}
-    assert state["sample"]["state"] == "complete" and state["ingest"]["state"] == "complete"
-    assert state["ingest"]["stale_because"] == []
-    assert state["ingest"]["finished_at"] == ws.manifest("ingest")["finished_at"]
-    assert state["ingest"]["total_s"] == ws.manifest("ingest")["timings_s"]["total"]
+    assert state["ingest"]["state"] == "complete" and state["register"]["state"] == "complete"
+    assert state["register"]["stale_because"] == []
+    assert state["register"]["finished_at"] == ws.manifest("register")["finished_at"]
+    assert state["register"]["total_s"] == ws.manifest("register")["timings_s"]["total"]
     assert all(state[s]["state"] == "missing" for s in STAGES[2:])
 
     up.payload = b"two"
-    ws.run_stage("sample", Config(), up, force=True)
+    ws.run_stage("ingest", Config(), up, force=True)
     state = {r["stage"]: r for r in ws.status()}
-    assert state["sample"]["state"] == "complete"
-    assert state["ingest"]["state"] == "stale" and state["ingest"]["stale_because"] == ["sample"]
+    assert state["ingest"]["state"] == "complete"
+    assert state["register"]["state"] == "stale" and state["register"]["stale_because"] == ["ingest"]
 
-    ws.run_stage("ingest", Config(), Recorder(), upstream=["sample"])
-    assert {r["stage"]: r["state"] for r in ws.status()}["ingest"] == "complete"
+    ws.run_stage("register", Config(), Recorder(), upstream=["ingest"])
+    assert {r["stage"]: r["state"] for r in ws.status()}["register"] == "complete"
 
 
 # ---- atomic -------------------------------------------------------------------------------------

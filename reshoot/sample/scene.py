@@ -159,6 +159,12 @@ def landmarks() -> dict[str, list[float]]:
         "drum_top_centre": [2.2, -2.1, 0.9],
         "pillar_top_centre": [-0.6, 2.7, 2.2],
         "wall_corner_far": [h, h, 0.0],
+        "crate_top_centre": [2.1, 1.9, 0.8],
+        "bench_top_centre": [0.2, -2.8, 0.45],
+        "floor_left_front": [-1.5, -1.5, 0.0],
+        "floor_right_front": [1.5, -1.5, 0.0],
+        "floor_left_back": [-1.5, 1.5, 0.0],
+        "floor_right_back": [1.5, 1.5, 0.0],
     }
 
 

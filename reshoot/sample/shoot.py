@@ -139,7 +139,7 @@ def make_sample_shoot(out_dir: Path, config: SampleConfig = SampleConfig(), forc
     tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        ground_truth = _render_shoot(tmp, config)
+        render_sample_shoot(tmp, config)
         replace_dir(tmp, out_dir, out_dir.parent / f".{out_dir.name}.trash")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,7 +148,8 @@ def make_sample_shoot(out_dir: Path, config: SampleConfig = SampleConfig(), forc
     return load_sample_shoot(out_dir)
 
 
-def _render_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
+def render_sample_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
+    """Render the shoot into the existing folder ``out`` (not atomic: see :func:`make_sample_shoot`)."""
     rng = np.random.default_rng(config.seed)
     set_cameras, lenses_mm = _set_cameras(config, rng)
     overhead = _overhead_camera(config)

@@ -36,17 +36,21 @@ def _palette_blend(noise: np.ndarray, colors: np.ndarray) -> np.ndarray:
 def _stamp_shapes(rng: np.random.Generator, image: np.ndarray, count: int, max_radius: float) -> None:
     """Scatter random filled discs and rectangles of random colours over ``image`` (in place)."""
     size = image.shape[0]
-    yy, xx = np.mgrid[0:size, 0:size]
     for _ in range(count):
         color = rng.random(3)
         cx, cy = rng.random(2) * size
         r = (0.2 + 0.8 * rng.random()) * max_radius * size
-        if rng.random() < 0.5:
+        disc = rng.random() < 0.5
+        h = r if disc else r * (0.3 + rng.random())
+        x0, x1 = max(0, int(cx - r)), min(size, int(cx + r) + 1)
+        y0, y1 = max(0, int(cy - h)), min(size, int(cy + h) + 1)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        if disc:
             mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
         else:
-            h = r * (0.3 + rng.random())
             mask = (np.abs(xx - cx) < r) & (np.abs(yy - cy) < h)
-        image[mask] = 0.35 * image[mask] + 0.65 * color
+        patch = image[y0:y1, x0:x1]
+        patch[mask] = 0.35 * patch[mask] + 0.65 * color
 
 
 def patterned(rng: np.random.Generator, size: int, base_colors: np.ndarray, shapes: int = 60,

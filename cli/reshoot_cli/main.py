@@ -1,0 +1,167 @@
+"""``reshoot``: the command line. Each command is a dataclass (its fields are the flags, their
+docstrings the help) whose ``run`` calls the library's public API and prints what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+import reshoot
+from reshoot.sample import PRESETS, SampleConfig
+
+console = Console(stderr=True)
+out = Console()
+if not out.is_terminal:  # piped or captured: wide enough that tables are not cut
+    out = Console(width=120)
+
+
+@dataclass
+class SampleCommand:
+    """Generate the built-in synthetic shoot: set cameras' videos (with audio and timecode) and the
+    held-out overhead camera's ground truth. The same config gives the same shoot."""
+
+    out: Path = Path("reshoot-sample")
+    """Folder to write (created; must be new, empty, or an earlier sample shoot)."""
+    preset: Literal["default", "tiny"] = "default"
+    """Starting config: `default` (4 cameras, 48 frames, 320x180) or `tiny` (for tests); flags override it."""
+    force: bool = False
+    """Render again even if the folder already holds this exact shoot."""
+    config: Annotated[SampleConfig, tyro.conf.arg(name="")] = field(default_factory=SampleConfig)
+
+    def run(self) -> None:
+        shoot = reshoot.make_sample_shoot(self.out, self.config, force=self.force)
+        verb = "already up to date" if shoot.skipped else "written"
+        out.print(f"[bold]sample shoot {verb}:[/] {shoot.root}")
+        _print_cameras(shoot.ground_truth["cameras"])
+        out.print(f"ground truth: {shoot.root / 'ground_truth.json'}\ncontact sheet: {shoot.root / 'contact_sheet.png'}")
+
+
+@dataclass
+class DemoCommand:
+    """Run the main job on the built-in sample: make the shoot in DIR/footage and a workspace in
+    DIR/workspace that reads it, then show what the next stage will consume."""
+
+    dir: Path = Path("reshoot-demo")
+    """Folder for the demo's footage and workspace."""
+    preset: Literal["default", "tiny"] = "default"
+    """Sample size: `default` (about 30 s on 2 cores) or `tiny`."""
+    force: bool = False
+    """Re-render the sample even if it is up to date."""
+
+    def run(self) -> None:
+        result = reshoot.run_demo(self.dir, self.preset, self.force)
+        shoot = result.shoot
+        out.print(f"[bold]sample shoot[/] ({'re-used' if shoot.skipped else 'rendered'}): {shoot.root}")
+        table = Table(title="footage the ingest stage will read (start offsets are ground truth)")
+        for col in ("camera", "file", "frames", "fps", "size", "audio", "start TC", "true start offset"):
+            table.add_column(col)
+        for f in result.footage:
+            table.add_row(f["camera_id"], Path(f["path"]).name, str(f["frame_count"]), str(f["fps"]),
+                          f"{f['width']}x{f['height']}", f"{f['audio_sample_rate_hz']} Hz", f["start_timecode"],
+                          f"{f['true_start_offset_s']:+.4f} s")
+        out.print(table)
+        out.print(f"workspace: {result.workspace.root}  (sources recorded in workspace.json)")
+        out.print(f"contact sheet: {shoot.root / 'contact_sheet.png'}")
+        out.print(f"missing shot's ground truth: {shoot.root / 'ground_truth' / 'overhead'}/")
+
+
+@dataclass
+class StatusCommand:
+    """Show which stages of a workspace are complete, stale (an earlier stage changed) or missing."""
+
+    workspace: Path = Path("reshoot-demo/workspace")
+    """The workspace folder."""
+
+    def run(self) -> None:
+        if not (self.workspace / "workspace.json").is_file():
+            raise reshoot.StageError(f"{self.workspace} is not a reshoot workspace (no workspace.json)")
+        ws = reshoot.Workspace(self.workspace)
+        table = Table(title=f"workspace {ws.root}")
+        for col in ("stage", "state", "finished", "took"):
+            table.add_column(col)
+        for row in ws.status():
+            took = f"{row['total_s']:.1f} s" if row.get("total_s") is not None else ""
+            state = row["state"] + (f" ({', '.join(row['stale_because'])} changed)" if row.get("stale_because") else "")
+            table.add_row(row["stage"], state, row.get("finished_at", ""), took)
+        out.print(table)
+        out.print(f"sources: {len(ws.info.get('sources', []))} file(s)")
+
+
+COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "status": StatusCommand}
+
+
+def _print_cameras(cameras: list[dict]) -> None:
+    table = Table()
+    for col in ("camera", "role", "file", "frames", "lens", "start offset", "start TC"):
+        table.add_column(col)
+    for c in cameras:
+        table.add_row(c["camera_id"], c["role"], c["file"], str(c["frame_count"]), f"{c['focal_mm']:.1f} mm",
+                      f"{c['start_offset_s']:+.4f} s", c["start_timecode"])
+    out.print(table)
+
+
+def _overview() -> None:
+    out.print(f"[bold]reshoot[/] {reshoot.__version__}: recover a shot nobody filmed from the cameras that were there.\n")
+    out.print("usage: reshoot COMMAND [--help] [OPTIONS]\n")
+    table = Table(title="commands", show_header=False, box=None)
+    for name, command in COMMANDS.items():
+        table.add_row(f"  [bold]{name}[/]", " ".join((command.__doc__ or "").split()))
+    out.print(table)
+    stages = Table(title="\npipeline stages (each writes WS/<stage>/ and a manifest)", show_header=False, box=None)
+    for name, description in reshoot.STAGE_DESCRIPTIONS.items():
+        state = "" if name in COMMANDS else "[dim](not in this release yet)[/]"
+        stages.add_row(f"  [bold]{name}[/]", description, state)
+    out.print(stages)
+    out.print("\nDocs: docs/README.md. Set RESHOOT_DEBUG=1 to see tracebacks, RESHOOT_QUIET=1 to hide progress bars.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        _overview()
+        return 0
+    if argv[0] == "--version":
+        out.print(reshoot.__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        hint = " It arrives in a later release." if name in reshoot.STAGE_DESCRIPTIONS else ""
+        console.print(f"[red]error:[/] unknown command {name!r}.{hint} Commands: {', '.join(COMMANDS)}")
+        return 2
+    cls = COMMANDS[name]
+    default = None
+    if "preset" in cls.__dataclass_fields__ and name == "sample":
+        preset = _peek_option(rest, "--preset", "default")
+        if preset not in PRESETS:
+            console.print(f"[red]error:[/] unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+            return 2
+        default = SampleCommand(preset=preset, config=PRESETS[preset])
+    try:
+        tyro.cli(cls, args=rest, prog=f"reshoot {name}", default=default).run()
+    except (*reshoot.ReshootError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("RESHOOT_DEBUG"):
+            raise
+        console.print(f"[red]error:[/] {exc}")
+        return 1
+    return 0
+
+
+def _peek_option(args: list[str], flag: str, default: str) -> str:
+    for idx, arg in enumerate(args):
+        if arg == flag and idx + 1 < len(args):
+            return args[idx + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The `reshoot` command as a user runs it: the installed console script, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import reshoot
+
+RESHOOT = Path(sys.executable).parent / "reshoot"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RESHOOT_QUIET": "1"}
+    env.pop("RESHOOT_DEBUG", None)
+    return subprocess.run([str(RESHOOT), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_help_lists_the_commands_and_every_stage():
+    result = run("--help")
+    assert result.returncode == 0
+    for name in ("sample", "demo", "status", *reshoot.STAGES):
+        assert name in result.stdout
+
+
+def test_command_help_shows_the_config_docstrings():
+    result = run("sample", "--help")
+    assert result.returncode == 0
+    assert "--n-cameras" in result.stdout and "held-out overhead camera" in result.stdout
+
+
+def test_sample_writes_videos_and_ground_truth(tmp_path):
+    result = run("sample", "--out", str(tmp_path / "s"), "--preset", "tiny", "--n-cameras", "3")
+    assert result.returncode == 0, result.stderr
+    gt = json.loads((tmp_path / "s" / "ground_truth.json").read_text())
+    assert [c["camera_id"] for c in gt["cameras"]] == ["cam0", "cam1", "cam2", "overhead"]
+    assert all((tmp_path / "s" / f"cam{k}.mov").stat().st_size > 1000 for k in range(3))
+    assert gt["config"]["width"] == 96 and gt["config"]["n_cameras"] == 3
+    again = run("sample", "--out", str(tmp_path / "s"), "--preset", "tiny", "--n-cameras", "3")
+    assert again.returncode == 0 and "already up to date" in again.stdout
+
+
+def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "take1.mov").write_bytes(b"x")
+    result = run("sample", "--out", str(tmp_path / "mine"))
+    assert result.returncode == 1
+    assert "not a reshoot sample" in result.stderr and str(tmp_path / "mine") in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+    bad = run("sample", "--out", str(tmp_path / "x"), "--width", "33")
+    assert bad.returncode == 1 and "width must be even" in bad.stderr and "Traceback" not in bad.stderr
+    assert run("ingest").returncode == 2
+    assert run("sample", "--preset", "huge").returncode == 2
+    status = run("status", "--workspace", str(tmp_path / "nowhere"))
+    assert status.returncode == 1 and "not a reshoot workspace" in status.stderr
+
+
+def test_demo_makes_the_shoot_and_a_workspace_that_reads_it(tmp_path):
+    result = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "tiny")
+    assert result.returncode == 0, result.stderr
+    assert "cam0.mov" in result.stdout and "ingest stage will read" in result.stdout
+    info = json.loads((tmp_path / "demo" / "workspace" / "workspace.json").read_text())
+    assert [Path(p).name for p in info["sources"]] == ["cam0.mov", "cam1.mov"]
+    assert Path(info["ground_truth"]).is_file()
+    again = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "tiny")
+    assert again.returncode == 0 and "re-used" in again.stdout
+    status = run("status", "--workspace", str(tmp_path / "demo" / "workspace"))
+    assert status.returncode == 0 and "missing" in status.stdout and "2 file(s)" in status.stdout
+
+
+@pytest.mark.parametrize("script", ["cli/demo.sh", "cli/test.sh", ".ci/run"])
+def test_setup_scripts_are_valid_bash(script):
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run(["bash", "-n", str(root / script)]).returncode == 0

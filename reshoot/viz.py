@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from reshoot.atomic import atomic_write_bytes
 
-_LABEL_PX = 16
+_LABEL_PX = 18
 _GAP_PX = 4
 
 
@@ -18,17 +18,17 @@ def contact_sheet(rows: dict[str, list[tuple[str, np.ndarray]]], title: str = ""
 
     Cells are scaled to the first image's height; each row starts with its name, each cell has its caption.
     """
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=13)
     cell_h = next(iter(rows.values()))[0][1].shape[0]
     scaled = {name: [(cap, _fit_height(img, cell_h)) for cap, img in cells] for name, cells in rows.items()}
     name_w = 8 + max(int(font.getlength(name)) for name in rows)
     widths = [sum(img.shape[1] + _GAP_PX for _, img in cells) for cells in scaled.values()]
-    title_h = _LABEL_PX + 6 if title else 0
+    title_h = _LABEL_PX + 10 if title else 0
     sheet = Image.new("RGB", (name_w + max(widths) + _GAP_PX, title_h + len(rows) * (cell_h + _LABEL_PX + _GAP_PX)),
                       (24, 24, 28))
     draw = ImageDraw.Draw(sheet)
     if title:
-        draw.text((6, 4), title, fill=(240, 240, 240), font=font)
+        draw.text((6, 4), title, fill=(240, 240, 240), font=ImageFont.load_default(size=16))
     y = title_h
     for name, cells in scaled.items():
         draw.text((4, y + _LABEL_PX + cell_h // 2 - 6), name, fill=(240, 240, 240), font=font)

@@ -150,7 +150,11 @@ def merge_with_atlas(meshes: list[TexturedMesh], name: str) -> TexturedMesh:
         r, c = divmod(k, cols)
         h, w = mesh.texture.shape[:2]
         atlas[r * tile:r * tile + h, c * tile:c * tile + w] = mesh.texture
-        uv = (np.clip(mesh.uv, 0, 1) * [w - 1, h - 1] + 0.5 + [c * tile, r * tile]) / [atlas.shape[1], atlas.shape[0]]
+        # pyrender uploads textures flipped (v = 0 is the image's last row): keep that in the atlas.
+        u, v = np.clip(mesh.uv, 0, 1).T
+        column = c * tile + u * (w - 1) + 0.5
+        row = r * tile + (1 - v) * (h - 1) + 0.5
+        uv = np.stack([column / atlas.shape[1], 1 - row / atlas.shape[0]], axis=-1)
         vertices.append(mesh.vertices @ mesh.pose[:3, :3].T + mesh.pose[:3, 3])
         faces.append(mesh.faces + offset)
         uvs.append(uv)

@@ -272,6 +272,9 @@ class Cameras:
             fx.append(get("fl_x")), fy.append(get("fl_y")), cx.append(get("cx")), cy.append(get("cy"))
             sizes.append((int(get("w")), int(get("h"))))
             dists.append([get(k, 0.0) for k in _DISTORTION_TERMS])
+            if get("k4", 0.0) != 0:
+                raise ValueError(f"transforms.json frame {idx} ({frame.get('file_path')}): k4 = {get('k4')} is not "
+                                 "held by reshoot's 5-term OpenCV model; undistort the images first")
             c2w_gl = world_inv @ np.array(frame["transform_matrix"], dtype=np.float64)
             poses.append(np.linalg.inv(c2w_gl @ OPENCV_TO_OPENGL))
         return cls.create(ids, fx, fy, cx, cy, np.array(poses), np.array(sizes), np.array(dists))

@@ -8,7 +8,8 @@ Layout (documented for users in ``docs/workspace.md``)::
         manifest.json         written last: config, input fingerprints, versions, timings, outputs
         ...                   the stage's own files
       .reshoot/tmp/           a stage's folder while it is being written (moved into place at the end)
-      .reshoot/scratch/<stage>/  checkpoints a stage may resume from after a kill; removed on success
+      .reshoot/scratch/<stage>/  checkpoints a stage may resume from after a kill (same config and
+                              inputs only; cleared by ``force``); removed on success
       .reshoot/trash/         an old stage folder on its way out
       .reshoot/hash-cache.json  file fingerprints, keyed by path, size and modification time
 
@@ -176,7 +177,8 @@ class Workspace:
         Args:
             config: the stage's config dataclass (saved in the manifest, paths workspace-relative).
             fn: does the work, writing into ``ctx.out_dir``; returns a JSON-able summary.
-            inputs: files outside the workspace the stage reads (e.g. footage): fingerprinted, never written.
+            inputs: files or folders (image sequences) outside the workspace that the stage reads, e.g.
+                footage: fingerprinted by content, never written.
             upstream: earlier stages whose outputs this stage reads; they must be complete.
             version: bump when the stage's code changes what it writes, so old results re-run.
         """
@@ -198,9 +200,10 @@ class Workspace:
             return StageResult(name, final, existing, skipped=True)
 
         tmp = self.root / _INTERNAL / "tmp" / f"{name}-{uuid.uuid4().hex[:8]}"
-        scratch = self.root / _INTERNAL / "scratch" / name
+        for leftover in [*tmp.parent.glob(f"{name}-*"), *(self.root / _INTERNAL / "trash").glob(f"{name}-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)  # from a run that was killed
+        scratch = self._scratch(name, fingerprint, force)
         tmp.mkdir(parents=True)
-        scratch.mkdir(parents=True, exist_ok=True)
         ctx = StageContext(name, tmp, scratch, self, config)
         started_at, start = _now(), time.perf_counter()
         try:
@@ -222,9 +225,19 @@ class Workspace:
         shutil.rmtree(scratch, ignore_errors=True)
         return StageResult(name, final, manifest, skipped=False)
 
+    def _scratch(self, name: str, fingerprint: str, force: bool) -> Path:
+        """The stage's resume folder, emptied unless it holds checkpoints of this very job."""
+        scratch = self.root / _INTERNAL / "scratch" / name
+        stamp = scratch / ".fingerprint"
+        if force or not stamp.is_file() or stamp.read_text() != fingerprint:
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+            stamp.write_text(fingerprint)
+        return scratch
+
     def _check_input(self, path: Path, stage: str) -> None:
-        if not path.resolve().is_file():
-            raise StageError(f"stage {stage!r}: input file {path} does not exist or is not a file")
+        if not path.resolve().exists():
+            raise StageError(f"stage {stage!r}: input {path} does not exist; check the path")
         self._check_outside_managed(path, f"stage {stage!r}")
 
     def _check_outside_managed(self, path: Path, who: str) -> None:
@@ -237,7 +250,10 @@ class Workspace:
             )
 
     def _file_hash(self, path: Path) -> str:
-        """sha256 of a file, cached by path, size and modification time."""
+        """sha256 of a file (or of a folder's files, names included), cached by path, size and mtime."""
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            return _digest({p.relative_to(path).as_posix(): self._file_hash(p) for p in files})
         cache_path = self.root / _INTERNAL / "hash-cache.json"
         try:
             cache = json.loads(cache_path.read_text())

@@ -431,3 +431,11 @@ def test_to_opencv_returns_writable_copies(cams):
     ocv[0]["dist"][0] = 42.0
     assert cams.world_to_camera[0, 0, 0] != 42.0
     assert cams.distortion[0, 0] == 0.0
+
+
+def test_nerfstudio_k4_is_refused_not_dropped():
+    cams = Cameras.create(["a"], [100.0], [100.0], [50.0], [40.0], np.eye(4)[None], [[100, 80]])
+    data = cams.to_nerfstudio()
+    data["frames"][0]["k4"] = 0.01
+    with pytest.raises(ValueError, match="k4"):
+        Cameras.from_nerfstudio(data)

@@ -55,6 +55,9 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
     bad = run("sample", "--out", str(tmp_path / "x"), "--width", "33")
     assert bad.returncode == 1 and "width must be even" in bad.stderr and "Traceback" not in bad.stderr
     assert run("ingest").returncode == 2
+    (tmp_path / "afile").write_text("not a folder")
+    clash = run("demo", "--dir", str(tmp_path / "afile"), "--preset", "tiny")
+    assert clash.returncode == 1 and "afile" in clash.stderr and "Traceback" not in clash.stderr
     assert run("sample", "--preset", "huge").returncode == 2
     status = run("status", "--workspace", str(tmp_path / "nowhere"))
     assert status.returncode == 1 and "not a reshoot workspace" in status.stderr

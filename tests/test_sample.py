@@ -207,6 +207,30 @@ def test_bad_config_is_refused_with_the_field_named():
         SampleConfig(width=33)
     with pytest.raises(ValueError, match="n_cameras"):
         SampleConfig(n_cameras=0)
+    with pytest.raises(ValueError, match="max_lead_s = 0.1 s holds 2 whole frames, too few for 4 cameras"):
+        SampleConfig(max_lead_s=0.1)
+    for timecode in ("1:00:00:00", "01:00:00:24", "01:00:00"):
+        with pytest.raises(ValueError, match="shot_start_timecode"):
+            SampleConfig(shot_start_timecode=timecode)
+
+
+def test_start_offsets_stay_within_max_lead_and_subframe_offsets_stay_distinct():
+    from reshoot.sample.shoot import _lead_frames
+
+    for seed in range(20):
+        for subframe in (False, True):
+            config = replace(TINY, seed=seed, subframe_offsets=subframe, max_lead_s=0.2, n_cameras=4)
+            leads = _lead_frames(config, np.random.default_rng(seed))
+            assert len(set(leads)) == 4 and all(0 < lead <= 0.2 * 24 for lead in leads)
+            assert all((lead == int(lead)) != subframe for lead in leads)
+
+
+def test_a_deleted_video_makes_the_shoot_render_again(tmp_path):
+    config = replace(TINY, n_cameras=2, frame_count=4)
+    shoot = make_sample_shoot(tmp_path / "s", config)
+    shoot.videos["cam1"].unlink()
+    again = make_sample_shoot(tmp_path / "s", config)
+    assert not again.skipped and again.videos["cam1"].is_file()
 
 
 @pytest.mark.slow

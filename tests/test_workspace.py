@@ -320,11 +320,48 @@ def test_input_in_workspace_footage_folder_is_allowed(ws):
 
 def test_missing_input_names_the_file(ws, tmp_path):
     fn = Recorder()
-    with pytest.raises(StageError, match="no_such_clip.mp4"):
+    with pytest.raises(StageError, match="no_such_clip.mp4.*does not exist"):
         ws.run_stage("register", Config(), fn, inputs=[tmp_path / "no_such_clip.mp4"])
-    with pytest.raises(StageError, match="not a file"):
-        ws.run_stage("register", Config(), fn, inputs=[tmp_path])
     assert fn.calls == 0
+
+
+def test_an_image_sequence_folder_is_an_input_fingerprinted_by_content(ws, tmp_path):
+    frames = tmp_path / "cam_a"
+    frames.mkdir()
+    for k in range(3):
+        (frames / f"{k:04d}.png").write_bytes(bytes([k]) * 10)
+    fn = Recorder()
+    first = ws.run_stage("ingest", Config(), fn, inputs=[frames])
+    assert ws.run_stage("ingest", Config(), fn, inputs=[frames]).skipped
+    (frames / "0001.png").write_bytes(b"changed!!!")
+    changed = ws.run_stage("ingest", Config(), fn, inputs=[frames])
+    assert not changed.skipped and fn.calls == 2
+    assert changed.manifest["inputs"][str(frames)] != first.manifest["inputs"][str(frames)]
+    (frames / "0003.png").write_bytes(b"x")  # a new frame counts too
+    assert not ws.run_stage("ingest", Config(), fn, inputs=[frames]).skipped
+
+
+def test_scratch_is_kept_only_for_the_same_job_and_force_clears_it(ws):
+    seen = []
+
+    def stage(ctx):
+        seen.append(sorted(p.name for p in ctx.scratch_dir.iterdir() if p.name != ".fingerprint"))
+        (ctx.scratch_dir / "ckpt").write_text("x")
+        raise KeyboardInterrupt
+
+    for config, force in ((Config(frames=1), False), (Config(frames=1), False), (Config(frames=2), False),
+                          (Config(frames=2), True)):
+        with pytest.raises(KeyboardInterrupt):
+            ws.run_stage("reconstruct", config, stage, force=force)
+    assert seen == [[], ["ckpt"], [], []]
+
+
+def test_leftovers_of_a_killed_run_are_cleared_by_the_next(ws):
+    (ws.root / ".reshoot" / "tmp" / "ingest-deadbeef").mkdir(parents=True)
+    (ws.root / ".reshoot" / "trash" / "ingest-cafef00d").mkdir(parents=True)
+    ws.run_stage("ingest", Config(), Recorder())
+    assert list((ws.root / ".reshoot" / "tmp").iterdir()) == []
+    assert list((ws.root / ".reshoot" / "trash").iterdir()) == []
 
 
 def test_missing_upstream_names_both_stages(ws):
@@ -399,6 +436,13 @@ def test_status_missing_complete_stale(ws):
 
 
 # ---- atomic -------------------------------------------------------------------------------------
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    atomic_write_json(tmp_path / "m.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_atomic_write_json_leaves_no_temp_files(tmp_path):

@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         default = SampleCommand(preset=preset, config=PRESETS[preset])
     try:
         tyro.cli(cls, args=rest, prog=f"reshoot {name}", default=default).run()
-    except (*reshoot.ReshootError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        if os.environ.get("RESHOOT_DEBUG"):
+    except (*reshoot.ReshootError, OSError, ValueError) as exc:
+        if os.environ.get("RESHOOT_DEBUG", "") in ("1", "true", "yes"):
             raise
         console.print(f"[red]error:[/] {exc}")
         return 1

@@ -7,6 +7,7 @@ pinhole image and resampling it through the camera's distortion model.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -172,6 +173,8 @@ def _offscreen_renderer():
         import pyrender
 
         _OFFSCREEN = pyrender.OffscreenRenderer(64, 64)
+        # Release it before interpreter shutdown: pyrender's own __del__ then fails noisily.
+        atexit.register(_OFFSCREEN.delete)
     return _OFFSCREEN
 
 

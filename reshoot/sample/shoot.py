@@ -17,6 +17,7 @@ World time: seconds, the shot starts at 0. Camera ``c`` captures frame ``k`` at 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -56,7 +57,8 @@ class SampleConfig:
     seed: int = 0
     """Seed for textures, camera placement, lenses, start offsets and audio noise."""
     max_lead_s: float = 1.0
-    """Cameras start rolling up to this long before the shot (each a different, known amount)."""
+    """Cameras start rolling up to this long before the shot, each a different whole number of frames
+    (at least one per camera)."""
     subframe_offsets: bool = False
     """Start offsets at arbitrary times instead of whole frames (as unsynced, non-genlocked cameras)."""
     distortion: bool = True
@@ -78,8 +80,17 @@ class SampleConfig:
         if self.n_cameras < 1 or self.frame_count < 2:
             raise ValueError(f"SampleConfig needs n_cameras >= 1 and frame_count >= 2, got "
                              f"{self.n_cameras} and {self.frame_count}")
-        if self.fps <= 0 or self.max_lead_s < 0:
-            raise ValueError(f"SampleConfig: fps must be > 0 and max_lead_s >= 0, got {self.fps}, {self.max_lead_s}")
+        if self.fps <= 0:
+            raise ValueError(f"SampleConfig.fps must be > 0, got {self.fps}")
+        if int(self.max_lead_s * self.fps) < self.n_cameras:
+            raise ValueError(
+                f"SampleConfig.max_lead_s = {self.max_lead_s} s holds {int(self.max_lead_s * self.fps)} whole frames, "
+                f"too few for {self.n_cameras} cameras to start at different frames; raise it to at least "
+                f"{self.n_cameras / self.fps:.3f} s")
+        if not re.fullmatch(r"\d\d:[0-5]\d:[0-5]\d:\d\d", self.shot_start_timecode) or \
+                int(self.shot_start_timecode[-2:]) >= round(self.fps):
+            raise ValueError(f"SampleConfig.shot_start_timecode must be HH:MM:SS:FF with FF < {round(self.fps)}, "
+                             f"got {self.shot_start_timecode!r}")
 
 
 #: Named presets: ``default`` for the demo, ``tiny`` for tests.
@@ -134,7 +145,8 @@ def make_sample_shoot(out_dir: Path, config: SampleConfig = SampleConfig(), forc
                                   "choose an empty or new folder for --out")
         previous = load_sample_shoot(out_dir)
         same = previous.ground_truth["config"] == _config_json(config)
-        if same and previous.ground_truth["reshoot_sample"] == _FORMAT_VERSION and not force:
+        current = previous.ground_truth["reshoot_sample"] == _FORMAT_VERSION and _is_complete(previous)
+        if same and current and not force:
             return SampleShoot(previous.root, previous.videos, previous.ground_truth, skipped=True)
     tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
@@ -146,6 +158,15 @@ def make_sample_shoot(out_dir: Path, config: SampleConfig = SampleConfig(), forc
         raise
     shutil.rmtree(out_dir.parent / f".{out_dir.name}.trash", ignore_errors=True)
     return load_sample_shoot(out_dir)
+
+
+def _is_complete(shoot: SampleShoot) -> bool:
+    """Every file the ground truth names is there (a user may have deleted one)."""
+    frames = shoot.ground_truth["shot"]["frame_count"]
+    overhead = shoot.root / "ground_truth" / "overhead"
+    return (all(p.is_file() and p.stat().st_size > 0 for p in shoot.videos.values())
+            and all((overhead / f"{k:06d}.png").is_file() for k in range(frames))
+            and (shoot.root / "ground_truth" / "actor_masks.npz").is_file())
 
 
 def render_sample_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
@@ -160,8 +181,11 @@ def render_sample_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
     counts = [int(round(lead)) + config.frame_count + int(tail) for lead, tail in zip(leads, tails)]
     clap_s = max(start_s) + 0.15
     shot_s = config.frame_count / config.fps
-    steps = [(k + 0.5) / (2 * 0.95) for k in range(-4, int(shot_s * 2 * 0.95) + 4)]
-    sound = make_world_sound(min(start_s) - 0.1, shot_s + config.max_lead_s + 0.6, clap_s, steps, rng)
+    end_s = max(s + n / config.fps for s, n in zip(start_s, counts)) + 0.1
+    steps_per_s = 2 * motion.cadence_hz  # a footfall per step, two steps per stride
+    steps = [(k + 0.5) / steps_per_s for k in range(int(np.floor(min(start_s) * steps_per_s)) - 1,
+                                                    int(np.ceil(end_s * steps_per_s)) + 1)]
+    sound = make_world_sound(min(start_s) - 0.1, end_s, clap_s, steps, rng)
 
     renderer = MeshRenderer(build_set(rng, config.texture_px), build_actor(rng), supersample=config.supersample)
     masks: dict[str, np.ndarray] = {}
@@ -247,11 +271,11 @@ def _overhead_camera(config: SampleConfig) -> Cameras:
 
 
 def _lead_frames(config: SampleConfig, rng: np.random.Generator) -> list[float]:
-    """How many frames before the shot each camera rolls: all different, all known."""
-    max_lead = max(config.n_cameras + 1, int(config.max_lead_s * config.fps))
-    leads = rng.choice(np.arange(1, max_lead + 1), size=config.n_cameras, replace=config.n_cameras > max_lead)
-    if config.subframe_offsets:
-        return [float(lead) + float(rng.uniform(0.05, 0.95)) for lead in leads]
+    """How many frames before the shot each camera rolls: all different, all known, at most max_lead_s."""
+    max_lead = int(config.max_lead_s * config.fps)
+    leads = rng.choice(np.arange(1, max_lead + 1), size=config.n_cameras, replace=False)
+    if config.subframe_offsets:  # each lead moves back by a fraction of a frame: still distinct, within range
+        return [float(lead) - float(rng.uniform(0.05, 0.95)) for lead in leads]
     return [float(lead) for lead in leads]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from reshoot.atomic import atomic_write_bytes
+from reshoot.cameras import Cameras
 
 _LABEL_PX = 18
 _GAP_PX = 4
@@ -57,3 +58,60 @@ def _fit_height(image: np.ndarray, height: int) -> np.ndarray:
         return image
     width = max(1, round(image.shape[1] * height / image.shape[0]))
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def top_view(cameras: Cameras, points: np.ndarray | None = None, paths: dict[str, np.ndarray] | None = None,
+             size_px: int = 640, title: str = "") -> Image.Image:
+    """The scene from above (world +Z up): camera frusta with their ids, points, and named XY paths.
+
+    Args:
+        cameras: drawn as a dot at the centre and a wedge of the horizontal field of view.
+        points: e.g. the sparse point cloud, drawn as grey dots.  # [P, 3]
+        paths: name -> positions, drawn as lines (e.g. the actor's path, a new camera path).  # [T, 3]
+    """
+    centres = cameras.centers
+    looks = cameras.camera_to_world[:, :3, 2]  # each camera's viewing direction in the world
+    extent = [centres[:, :2]]
+    if points is not None and len(points):
+        extent.append(np.percentile(points[:, :2], [1, 99], axis=0))
+    for path in (paths or {}).values():
+        extent.append(np.asarray(path)[:, :2])
+    lo, hi = np.min([e.min(0) for e in extent], 0), np.max([e.max(0) for e in extent], 0)
+    span = float(max(hi - lo)) * 1.15 + 1e-6
+    centre = (lo + hi) / 2
+
+    def px(xy: np.ndarray) -> np.ndarray:  # world XY to image pixels, +Y up the image
+        rel = (np.asarray(xy)[..., :2] - centre) / span
+        return np.stack([(0.5 + rel[..., 0]) * size_px, (0.5 - rel[..., 1]) * size_px], -1)
+
+    image = Image.new("RGB", (size_px, size_px), (250, 250, 247))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=13)
+    if points is not None:
+        for x, y in px(points):
+            draw.ellipse([float(x) - 1, float(y) - 1, float(x) + 1, float(y) + 1], fill=(120, 120, 120))
+    palette = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
+    for k, (name, path) in enumerate((paths or {}).items()):
+        line = [tuple(map(float, p)) for p in px(path)]
+        color = palette[(k + 3) % len(palette)]
+        draw.line(line, fill=color, width=3)
+        draw.text((line[-1][0] + 4, line[-1][1]), name, fill=color, font=font)
+    wedge_len = span * 0.08
+    for i, camera_id in enumerate(cameras.camera_ids):
+        half_fov = np.arctan(cameras.image_size[i, 0] / 2 / cameras.K[i, 0, 0])
+        heading = np.arctan2(looks[i, 1], looks[i, 0])
+        ends = [centres[i, :2] + wedge_len * np.array([np.cos(heading + s * half_fov), np.sin(heading + s * half_fov)])
+                for s in (-1, 1)]
+        c, a, b = px(centres[i]), px(ends[0]), px(ends[1])
+        color = palette[i % len(palette)]
+        draw.polygon([tuple(c), tuple(a), tuple(b)], outline=color, fill=tuple(int(v * 0.3 + 178) for v in color))
+        draw.ellipse([c[0] - 4, c[1] - 4, c[0] + 4, c[1] + 4], fill=color)
+        draw.text((c[0] + 6, c[1] - 14), camera_id, fill=color, font=font)
+    if title:
+        draw.text((8, 6), title, fill=(30, 30, 30), font=ImageFont.load_default(size=15))
+    scale_m = 10 ** np.floor(np.log10(span / 4))
+    bar = px(np.array([[lo[0], lo[1]], [lo[0] + scale_m, lo[1]]]))
+    y = size_px - 14
+    draw.line([(12, y), (12 + bar[1, 0] - bar[0, 0], y)], fill=(30, 30, 30), width=2)
+    draw.text((12, y - 16), f"{scale_m:g} units", fill=(30, 30, 30), font=font)
+    return image

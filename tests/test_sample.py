@@ -242,3 +242,22 @@ def test_default_sample_matches_the_issue(tmp_path):
     for path in shoot.videos.values():
         info = probe_video(path)
         assert (info["width"], info["height"]) == (320, 180) and info["frame_count"] >= 48
+
+
+def test_a_render_that_fails_part_way_leaves_nothing_behind(tmp_path, monkeypatch):
+    import reshoot.sample.shoot as shoot_module
+
+    calls = []
+
+    def failing_write(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while writing the second camera
+        return real_write(path, *args, **kwargs)
+
+    real_write = shoot_module.write_video
+    monkeypatch.setattr(shoot_module, "write_video", failing_write)
+    config = replace(TINY, n_cameras=2, frame_count=4)
+    with pytest.raises(KeyboardInterrupt):
+        make_sample_shoot(tmp_path / "s", config)
+    assert list(tmp_path.iterdir()) == []  # no half-written shoot, no temporary folder

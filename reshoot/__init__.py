@@ -14,7 +14,10 @@ from importlib import metadata as _metadata
 from reshoot._deps import MissingDependencyError
 from reshoot.cameras import Cameras, look_at
 from reshoot.demo import DemoResult, run_demo
+from reshoot.footage import CameraSource, FootageError, probe_source
+from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
+from reshoot.sync import SyncError
 from reshoot.workspace import STAGE_DESCRIPTIONS, STAGES, StageContext, StageError, StageResult, Workspace
 
 try:
@@ -27,7 +30,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 ReshootError = (StageError, MissingDependencyError)
 
 __all__ = [
-    "Cameras", "DemoResult", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
+    "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "SyncError", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
-    "load_sample_shoot", "look_at", "make_sample_shoot", "run_demo",
+    "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "run_demo", "run_ingest",
 ]

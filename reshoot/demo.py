@@ -1,7 +1,8 @@
 """The main job on the built-in sample: what the README's first command runs.
 
-Today it makes the synthetic shoot and sets up a workspace that reads it; each later stage joins
-here as it lands, until the demo ends in an overhead shot, a camera file and a report.
+Today it makes the synthetic shoot, and ingests it into a workspace: synced by audio, frames
+extracted. Each later stage joins here as it lands, until the demo ends in an overhead shot, a
+camera file and a report.
 """
 
 from __future__ import annotations
@@ -10,22 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reshoot.media import probe_video
+from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.sample import PRESETS, SampleShoot, make_sample_shoot
-from reshoot.workspace import Workspace
+from reshoot.workspace import StageResult, Workspace
 
 
 @dataclass(frozen=True)
 class DemoResult:
     shoot: SampleShoot
     workspace: Workspace
-    footage: list[dict[str, Any]]  #: per camera: what the next stage (ingest) will read
+    ingest: StageResult
+    sync_check: list[dict[str, Any]]  #: per camera: recovered start offset against the ground truth
 
 
 def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: bool = False) -> DemoResult:
-    """Make the sample shoot in ``root/footage`` and a workspace in ``root/workspace`` that reads it.
+    """Make the sample shoot in ``root/footage`` and ingest it into the workspace ``root/workspace``.
 
-    Re-running with the same preset re-uses everything already made (``force`` re-renders).
+    Re-running with the same preset re-uses everything already made (``force`` makes it all again).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown sample preset {preset!r}; the presets are {', '.join(PRESETS)}")
@@ -33,8 +35,16 @@ def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: 
     shoot = make_sample_shoot(root / "footage", PRESETS[preset], force=force)
     workspace = Workspace(root / "workspace")
     workspace.set_sources(list(shoot.videos.values()), ground_truth=shoot.root / "ground_truth.json")
-    by_id = {c["camera_id"]: c for c in shoot.ground_truth["cameras"]}
-    footage = [{**probe_video(path), "camera_id": camera_id,
-                "true_start_offset_s": by_id[camera_id]["start_offset_s"]}
-               for camera_id, path in shoot.videos.items()]
-    return DemoResult(shoot, workspace, footage)
+    ingest = run_ingest(workspace, list(shoot.videos.values()), IngestConfig(sync="audio"), force=force)
+    return DemoResult(shoot, workspace, ingest, sync_errors(shoot, ingest.manifest["summary"]["offsets_s"]))
+
+
+def sync_errors(shoot: SampleShoot, offsets_s: dict[str, float]) -> list[dict[str, Any]]:
+    """Recovered start offsets against the sample's ground truth (both relative to the first camera)."""
+    truth = {c["camera_id"]: c["start_offset_s"] for c in shoot.ground_truth["cameras"] if c["role"] == "set"}
+    reference = next(iter(offsets_s))
+    rows = []
+    for camera_id, found in offsets_s.items():
+        true = truth[camera_id] - truth[reference]
+        rows.append({"camera_id": camera_id, "offset_s": found, "true_offset_s": true, "error_ms": (found - true) * 1e3})
+    return rows

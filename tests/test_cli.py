@@ -54,7 +54,9 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     bad = run("sample", "--out", str(tmp_path / "x"), "--width", "33")
     assert bad.returncode == 1 and "width must be even" in bad.stderr and "Traceback" not in bad.stderr
-    assert run("ingest").returncode == 2
+    assert run("register").returncode == 2  # a stage of a later release
+    nothing = run("ingest", "--workspace", str(tmp_path / "ws"))
+    assert nothing.returncode == 1 and "at least one camera file" in nothing.stderr
     (tmp_path / "afile").write_text("not a folder")
     clash = run("demo", "--dir", str(tmp_path / "afile"), "--preset", "tiny")
     assert clash.returncode == 1 and "afile" in clash.stderr and "Traceback" not in clash.stderr
@@ -66,14 +68,28 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
 def test_demo_makes_the_shoot_and_a_workspace_that_reads_it(tmp_path):
     result = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "tiny")
     assert result.returncode == 0, result.stderr
-    assert "cam0.mov" in result.stdout and "ingest stage will read" in result.stdout
+    assert "ingest done" in result.stdout and "audio sync against the ground truth" in result.stdout
+    errors_ms = [float(line.split("│")[-2].strip().split()[0]) for line in result.stdout.splitlines()
+                 if line.count("│") == 5 and line.strip("│ ").startswith("cam") and "ms" in line]
+    assert len(errors_ms) == 2 and max(abs(e) for e in errors_ms) < 1.0
+    assert len(list((tmp_path / "demo" / "workspace" / "ingest" / "frames" / "cam1").glob("*.png"))) > 0
     info = json.loads((tmp_path / "demo" / "workspace" / "workspace.json").read_text())
     assert [Path(p).name for p in info["sources"]] == ["cam0.mov", "cam1.mov"]
     assert Path(info["ground_truth"]).is_file()
     again = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "tiny")
-    assert again.returncode == 0 and "re-used" in again.stdout
+    assert again.returncode == 0 and "re-used" in again.stdout and "skipped" in again.stdout
     status = run("status", "--workspace", str(tmp_path / "demo" / "workspace"))
-    assert status.returncode == 0 and "missing" in status.stdout and "2 file(s)" in status.stdout
+    assert status.returncode == 0 and "complete" in status.stdout and "2 file(s)" in status.stdout
+
+
+def test_ingest_command_syncs_the_sample(tmp_path, tiny_shoot):
+    videos = [str(p) for p in tiny_shoot.videos.values()]
+    result = run("ingest", *videos, "--workspace", str(tmp_path / "ws"), "--sync", "timecode", "--max-frames", "3")
+    assert result.returncode == 0, result.stderr
+    assert "3 cameras, 3 frames" in result.stdout and "timecode" in result.stdout
+    assert len(list((tmp_path / "ws" / "ingest" / "frames" / "cam2").glob("*.png"))) == 3
+    help_text = run("ingest", "--help").stdout
+    assert "--sync" in help_text and "cross-correlate" in help_text and "--calibration" in help_text
 
 
 @pytest.mark.parametrize("script", ["cli/demo.sh", "cli/test.sh", ".ci/run"])

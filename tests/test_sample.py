@@ -15,12 +15,12 @@ from reshoot.sample import PRESETS, SampleConfig, load_sample_shoot, make_sample
 from reshoot.sample.render import MeshRenderer
 from reshoot.sample.scene import ActorMotion, TexturedMesh, build_set, ellipsoid
 
-TINY = replace(PRESETS["tiny"], n_cameras=3, frame_count=10)
+from conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def shoot(tmp_path_factory):
-    return make_sample_shoot(tmp_path_factory.mktemp("sample") / "shoot", TINY)
+def shoot(tiny_shoot):
+    return tiny_shoot
 
 
 def _textured_fraction(image: np.ndarray, block: int = 8) -> float:

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 import reshoot
+from reshoot import bench
+from reshoot.ingest import IngestConfig
 from reshoot.sample import PRESETS, SampleConfig
 
 console = Console(stderr=True)
@@ -46,31 +48,91 @@ class SampleCommand:
 
 @dataclass
 class DemoCommand:
-    """Run the main job on the built-in sample: make the shoot in DIR/footage and a workspace in
-    DIR/workspace that reads it, then show what the next stage will consume."""
+    """Run the main job on the built-in sample: make the shoot in DIR/footage, then ingest it into the
+    workspace DIR/workspace (synced by its audio) and check the sync against the ground truth."""
 
     dir: Path = Path("reshoot-demo")
     """Folder for the demo's footage and workspace."""
     preset: Literal["default", "tiny"] = "default"
     """Sample size: `default` (about 30 s on 2 cores) or `tiny`."""
     force: bool = False
-    """Re-render the sample even if it is up to date."""
+    """Make everything again even if it is up to date."""
 
     def run(self) -> None:
         result = reshoot.run_demo(self.dir, self.preset, self.force)
         shoot = result.shoot
         out.print(f"[bold]sample shoot[/] ({'re-used' if shoot.skipped else 'rendered'}): {shoot.root}")
-        table = Table(title="footage the ingest stage will read (start offsets are ground truth)")
-        for col in ("camera", "file", "frames", "fps", "size", "audio", "start TC", "true start offset"):
+        _print_ingest(result.ingest)
+        table = Table(title="audio sync against the ground truth")
+        for col in ("camera", "recovered offset", "true offset", "error"):
             table.add_column(col)
-        for f in result.footage:
-            table.add_row(f["camera_id"], Path(f["path"]).name, str(f["frame_count"]), str(f["fps"]),
-                          f"{f['width']}x{f['height']}", f"{f['audio_sample_rate_hz']} Hz", f["start_timecode"],
-                          f"{f['true_start_offset_s']:+.4f} s")
+        for row in result.sync_check:
+            table.add_row(row["camera_id"], f"{row['offset_s']:+.5f} s", f"{row['true_offset_s']:+.5f} s",
+                          f"{row['error_ms']:+.3f} ms")
         out.print(table)
-        out.print(f"workspace: {result.workspace.root}  (sources recorded in workspace.json)")
-        out.print(f"contact sheet: {shoot.root / 'contact_sheet.png'}")
+        out.print(f"workspace: {result.workspace.root}")
         out.print(f"missing shot's ground truth: {shoot.root / 'ground_truth' / 'overhead'}/")
+
+
+@dataclass
+class IngestCommand:
+    """Ingest: read the camera files (videos or image-sequence folders, one per camera), sync them and
+    extract frames into WS/ingest in COLMAP's rig layout, with a contact sheet to check the sync by eye."""
+
+    sources: tyro.conf.Positional[tuple[Path, ...]]
+    """Camera files or image-sequence folders, one per camera. They are only ever read."""
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder (created when missing)."""
+    force: bool = False
+    """Run again even if the inputs and options are unchanged."""
+    config: Annotated[IngestConfig, tyro.conf.arg(name="")] = field(default_factory=IngestConfig)
+
+    def run(self) -> None:
+        ws = reshoot.Workspace(self.workspace)
+        result = reshoot.run_ingest(ws, self.sources, self.config, force=self.force)
+        _print_ingest(result)
+
+
+def _print_ingest(result) -> None:
+    summary = result.manifest["summary"]
+    verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
+    out.print(f"[bold]ingest {verb}:[/] {summary['cameras']} cameras, {summary['frames']} frames -> {result.path}")
+    table = Table(title=f"sync ({summary['sync']['method']}): start of each camera on the reference's clock")
+    for col in ("camera", "offset", "confidence"):
+        table.add_column(col)
+    for camera_id, info in summary["sync"]["cameras"].items():
+        detail = info["confidence"]
+        if info.get("peak_ratio"):
+            detail += f" (peak {info['peak_ratio']:.1f}x the next)"
+        table.add_row(camera_id, f"{info['offset_s']:+.4f} s", detail)
+    out.print(table)
+    start, end = summary["overlap_s"]
+    out.print(f"all cameras overlap from {start:.3f} s to {end:.3f} s")
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"contact sheet: {result.path / 'contact_sheet.png'}")
+
+
+@dataclass
+class BenchCommand:
+    """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
+
+    name: tyro.conf.Positional[Literal["ingest"]] = "ingest"
+    """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput)."""
+    data: Path = bench.DEFAULT_DATA
+    """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
+    work: Path | None = None
+    """Folder for the benchmark's files (default: a new temporary folder)."""
+
+    def run(self) -> None:
+        rows = bench.bench_ingest(self.data, self.work)
+        table = Table(title=f"reshoot bench {self.name}")
+        for col in ("benchmark", "result", "target", "ok", "detail"):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            ok = {True: "[green]yes[/]", False: "[red]NO[/]", None: "-"}[row["pass"]]
+            table.add_row(row["benchmark"], row["result"], row.get("target", ""), ok, row.get("detail", ""))
+        Console(width=max(out.width, 160)).print(table)
 
 
 @dataclass
@@ -95,7 +157,8 @@ class StatusCommand:
         out.print(f"sources: {len(ws.info.get('sources', []))} file(s)")
 
 
-COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "status": StatusCommand}
+COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "status": StatusCommand,
+            "bench": BenchCommand}
 
 
 def _print_cameras(cameras: list[dict]) -> None:
@@ -146,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         default = SampleCommand(preset=preset, config=PRESETS[preset])
     try:
         tyro.cli(cls, args=rest, prog=f"reshoot {name}", default=default).run()
-    except (*reshoot.ReshootError, OSError, ValueError) as exc:
+    except (*reshoot.ReshootError, OSError, ValueError) as exc:  # FootageError and SyncError are ValueErrors
         if os.environ.get("RESHOOT_DEBUG", "") in ("1", "true", "yes"):
             raise
         console.print(f"[red]error:[/] {exc}")

@@ -11,6 +11,10 @@ Quick start::
 
 from importlib import metadata as _metadata
 
+# Load Pillow and OpenCV before anything can import pycolmap: see reshoot._deps.LOAD_FIRST.
+import cv2 as _cv2  # noqa: F401
+import PIL.Image as _pil_image  # noqa: F401
+
 from reshoot._deps import MissingDependencyError
 from reshoot.cameras import Cameras, look_at
 from reshoot.demo import DemoResult, run_demo

@@ -44,10 +44,10 @@ def _sample_sync_rows(work: Path) -> list[dict[str, Any]]:
         took = time.perf_counter() - start
         truth = {c["camera_id"]: c["start_offset_s"] for c in shoot.ground_truth["cameras"] if c["role"] == "set"}
         found = result.manifest["summary"]["offsets_s"]
-        errors = [abs((found[c] - found["cam0"]) - (truth[c] - truth["cam0"])) * 1e3 for c in found]
+        errors = [abs((found[c] - found["cam0"]) - (truth[c] - truth["cam0"])) * 1e3 for c in found if c != "cam0"]
         ratios = [v["peak_ratio"] for v in result.manifest["summary"]["sync"]["cameras"].values() if v["peak_ratio"]]
         rows.append({"benchmark": f"audio sync, synthetic shoot ({label})",
-                     "result": f"max error {max(errors):.4f} ms over {len(errors)} cameras",
+                     "result": f"max error {max(errors):.4f} ms over {len(errors)} cameras (against cam0)",
                      "detail": f"errors ms {[round(e, 4) for e in errors]}; peak ratios >= {min(ratios):.1f}; "
                                f"ingest {took:.1f} s", "target": "< 1 ms", "pass": max(errors) < 1.0})
     return rows

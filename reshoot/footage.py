@@ -23,7 +23,6 @@ import numpy as np
 
 from reshoot._deps import require
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".mxf", ".m4v", ".webm", ".mts", ".mpg", ".mpeg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr")
 _VFR_TOLERANCE = 0.01  # frame intervals differing from the median by more than 1 % make a file VFR
 
@@ -84,6 +83,9 @@ def camera_id_from_path(path: Path) -> str:
 def probe_source(path: Path, camera_id: str | None = None, sequence_fps: Fraction = Fraction(24)) -> CameraSource:
     """Probe a video file or an image-sequence folder; a FootageError says what is wrong with it."""
     path = Path(path)
+    if camera_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", camera_id):
+        raise FootageError(f"camera name {camera_id!r} (for {path}) may hold only letters, digits, '_' and '-'; "
+                           "it names folders in the workspace")
     camera_id = camera_id or camera_id_from_path(path)
     if not path.exists():
         raise FootageError(f"camera {camera_id!r}: {path} does not exist; check the path")
@@ -189,7 +191,7 @@ def read_source_audio(source: CameraSource) -> tuple[np.ndarray, int]:
     """The camera's audio, downmixed to mono float32; a FootageError when it has none."""
     if source.audio_rate_hz is None:
         raise FootageError(f"camera {source.camera_id!r}: {source.path} has no audio stream, so it cannot be synced "
-                           "by audio; use --sync timecode, or --sync manual with --offset CAMERA=SECONDSs")
+                           "by audio; use --sync timecode, or --sync manual with --offsets CAMERA=1.5s")
     from reshoot.media import read_audio
 
     return read_audio(source.path)

@@ -42,7 +42,7 @@ class IngestConfig:
     """How camera files become a synced shoot."""
 
     sync: Literal["audio", "timecode", "manual", "none"] = "audio"
-    """How to find each camera's start: cross-correlate the audio, read start timecodes, take --offset values,
+    """How to find each camera's start: cross-correlate the audio, read start timecodes, take --offsets values,
     or none (the files already start together, e.g. a synced recording)."""
     names: tuple[str, ...] = ()
     """Camera names, one per source in order; default: the file or folder names."""
@@ -177,10 +177,10 @@ def _sync(cameras: list[CameraSource], reference: str, config: IngestConfig) -> 
         for item in config.offsets:
             name, _, value = item.partition("=")
             if name not in by_id or not value:
-                raise FootageError(f"--offset {item!r}: expected CAMERA=OFFSET with a camera from {sorted(by_id)}")
+                raise FootageError(f"--offsets {item!r}: expected CAMERA=OFFSET with a camera from {sorted(by_id)}")
             given[name] = parse_manual_offset(value, by_id[name].fps)
-        base = given.get(reference, 0.0)
-        return ({c: given.get(c, 0.0) - base for c in by_id},
+        base = given.get(reference, 0.0)  # offsets are re-based on the reference; unnamed cameras start with it
+        return ({c: given.get(c, base) - base for c in by_id},
                 {c: {"confidence": "given" if c in given else "assumed 0"} for c in by_id})
     if config.sync == "timecode":
         offsets = timecode_offsets({c: (s.start_timecode, s.fps) for c, s in by_id.items()}, reference)
@@ -272,7 +272,8 @@ def _import_calibration(out: Path, cameras: list[CameraSource], sizes: dict, con
         i = matched.index(cam.camera_id)
         if tuple(matched.image_size[i]) != (cam.width, cam.height):
             raise FootageError(
-                f"camera {cam.camera_id!r}: the calibration {calibration.source} is for {tuple(matched.image_size[i])} "
+                f"camera {cam.camera_id!r}: the calibration {calibration.source} is for "
+                f"{int(matched.image_size[i, 0])}x{int(matched.image_size[i, 1])} "
                 f"images but {cam.path} is {cam.width}x{cam.height}; calibrate at the footage's resolution")
     scaled = _scale_cameras(matched, [sizes[c] for c in matched.camera_ids])
     atomic_write_json(out / "calibration" / "cameras.json", {**scaled.to_json(), "source": calibration.source,
@@ -305,7 +306,7 @@ def _fraction(text: str, flag: str) -> Fraction:
         raise FootageError(f"{flag} {text!r} is not a frame rate; give e.g. 24, 25, 29.97 or 30000/1001") from None
     if value <= 0:
         raise FootageError(f"{flag} {text!r} must be positive")
-    if abs(float(value) - 29.97) < 0.005 or abs(float(value) - 23.976) < 0.0005 or abs(float(value) - 59.94) < 0.005:
+    if any(abs(float(value) - ntsc) < 0.005 for ntsc in (23.976, 29.97, 47.952, 59.94)):
         value = Fraction(round(float(value) * 1.001) * 1000, 1001)  # the NTSC rates, exactly
     return value
 

@@ -52,6 +52,7 @@ _PEAK_EXCLUSION_SAMPLES = 3
 _TIME_EPS_S = 1e-9
 _DAY_S = 86_400.0
 _OTHER_WAYS = "sync it another way: --sync timecode or --sync manual"
+_EDGE_HINT = "; a peak at the edge of the search means the offset may lie beyond --max-offset-s: raise it"
 
 
 class SyncError(ValueError):
@@ -159,11 +160,13 @@ def _offset_of(
         curvature = left - 2.0 * peak + right
         if curvature < 0:
             shift = float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
+    # A peak on the edge of a restricted search may be the slope of a true peak beyond it: not trusted.
+    at_edge = max_offset_s is not None and peak_idx in (0, len(corr) - 1)
     return AudioOffset(
         offset_s=float((lags[peak_idx] + shift) / analysis_rate_hz),
         peak_ratio=ratio,
         peak_value=peak,
-        confident=bool(ratio >= min_peak_ratio),
+        confident=bool(ratio >= min_peak_ratio) and not at_edge,
     )
 
 
@@ -224,7 +227,7 @@ def sync_audio(
         raise SyncError(
             f"audio sync against {reference!r} is not confident (a peak ratio of at least {min_peak_ratio:g} "
             f"is needed): {found}. Check that each camera named recorded the same sound as {reference!r} "
-            f"(microphone on, same room, same take), or {_OTHER_WAYS}.")
+            f"(microphone on, same room, same take){_EDGE_HINT if max_offset_s else ''}, or {_OTHER_WAYS}.")
     return offsets
 
 
@@ -486,7 +489,7 @@ def build_timeline(
     frame_step_s = float(Fraction(step) / fps)
     count = int(math.ceil((end - start) / frame_step_s)) + 1
     times = start + (np.arange(count) * step) / float(fps)
-    times = times[times < end]
+    times = times[times < end - _TIME_EPS_S]  # half-open, with the same tolerance as frame times
     source_frames, next_weight = {}, {}
     for clock in clocks:
         source_frames[clock.camera_id], next_weight[clock.camera_id] = _frames_at(clock, times)
@@ -512,4 +515,4 @@ def _check_coverage(
                            f"output times (the first at {times_s[gaps[0]]:.3f} s)")
     if missing:
         raise SyncError(f"{'; '.join(missing)}. The cameras overlap on [{window[0]:.3f}, {window[1]:.3f}) s: "
-                        "keep start_s/end_s inside it, or pass require_overlap=False to mark missing frames -1.")
+                        "keep --start-s/--end-s inside it, or pass --no-require-overlap to skip the missing frames.")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from reshoot.cameras import Cameras
 from reshoot.sample import PRESETS, make_sample_shoot
 
 #: The tiny shoot the tests share: 3 set cameras, 10 frames at 96x54.
@@ -26,3 +28,12 @@ def shared_data(name: str) -> Path:
     if not folder.is_dir():
         pytest.skip(f"real data {name} not found at {folder} (see datasets/README.md)")
     return folder
+
+
+def assert_same_cameras(a: Cameras, b: Cameras, tol: float = 1e-9) -> None:
+    """Same ids and sizes, and K, distortion and poses equal to ``tol``."""
+    assert a.camera_ids == b.camera_ids
+    assert np.abs(a.K - b.K).max() <= tol
+    assert np.abs(a.distortion - b.distortion).max() <= tol
+    assert np.abs(a.world_to_camera - b.world_to_camera).max() <= tol
+    np.testing.assert_array_equal(a.image_size, b.image_size)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import assert_same_cameras
 from reshoot.calibration import (
     Calibration, match_cameras, read_caliscope, read_calibration, read_colmap_model, read_transforms,
 )
@@ -57,14 +58,6 @@ def make_rig(seed: int = 5) -> tuple[Cameras, np.ndarray]:
     cams = Cameras.create(ids, fx, fx * rng.uniform(0.98, 1.02, size=n), sizes[:, 0] / 2 + rng.uniform(-9, 9, n),
                           sizes[:, 1] / 2 + rng.uniform(-9, 9, n), poses, sizes, dist)
     return cams, rvecs
-
-
-def assert_same_cameras(a: Cameras, b: Cameras, tol: float = TOL) -> None:
-    assert a.camera_ids == b.camera_ids
-    assert np.abs(a.K - b.K).max() <= tol
-    assert np.abs(a.distortion - b.distortion).max() <= tol
-    assert np.abs(a.world_to_camera - b.world_to_camera).max() <= tol
-    np.testing.assert_array_equal(a.image_size, b.image_size)
 
 
 def caliscope_toml(cams: Cameras, rvecs: np.ndarray | None = None, extra: dict[int, str] | None = None) -> str:

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import assert_same_cameras
 from reshoot.cameras import OPENCV_TO_OPENGL, Cameras, look_at
 
 pycolmap = pytest.importorskip("pycolmap")
@@ -56,14 +57,6 @@ def make_cameras(seed: int = 1234) -> Cameras:
     cx = sizes[:, 0] / 2 + rng.uniform(-20, 20, size=n)
     cy = sizes[:, 1] / 2 + rng.uniform(-20, 20, size=n)
     return Cameras.create([f"cam{i}" for i in range(n)], fx, fy, cx, cy, poses, sizes, dist)
-
-
-def assert_same_cameras(a: Cameras, b: Cameras, tol: float = TOL) -> None:
-    assert a.camera_ids == b.camera_ids
-    assert np.abs(a.K - b.K).max() <= tol
-    assert np.abs(a.distortion - b.distortion).max() <= tol
-    assert np.abs(a.world_to_camera - b.world_to_camera).max() <= tol
-    np.testing.assert_array_equal(a.image_size, b.image_size)
 
 
 def colmap_with_one_camera(model: str, params: list[float], width: int = 640, height: int = 480):
@@ -439,3 +432,19 @@ def test_nerfstudio_k4_is_refused_not_dropped():
     data["frames"][0]["k4"] = 0.01
     with pytest.raises(ValueError, match="k4"):
         Cameras.from_nerfstudio(data)
+
+
+def test_png_writing_survives_pycolmap_when_reshoot_is_imported_first(tmp_path):
+    """pycolmap exports its static zlib; reshoot loads Pillow and OpenCV first so PNG writing is safe."""
+    import subprocess
+    import sys
+
+    code = (
+        "import reshoot, pycolmap, numpy as np, cv2\n"
+        "from PIL import Image\n"
+        "im = (np.random.default_rng(0).random((360, 640, 3)) * 255).astype(np.uint8)\n"
+        f"cv2.imwrite(r'{tmp_path}/a.png', im); Image.fromarray(im).save(r'{tmp_path}/b.png')\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -371,7 +371,7 @@ def test_range_outside_the_overlap_names_the_camera():
     with pytest.raises(SyncError, match=r"camera 'cam_b'.*\[1\.250, 7\.500\)") as info:
         build_timeline(three_clocks(), Fraction(24), start_s=0.0, end_s=5.0)
     assert "'cam_a'" not in str(info.value) and "'cam_c'" not in str(info.value)
-    with pytest.raises(SyncError, match=r"camera 'cam_c'.*require_overlap=False"):
+    with pytest.raises(SyncError, match=r"camera 'cam_c'.*--no-require-overlap"):
         build_timeline(three_clocks(), Fraction(24), start_s=5.0, end_s=9.0)
 
 
@@ -389,3 +389,13 @@ def test_clock_checks_its_frame_times():
         CameraClock("x", 0.0, np.array([0.1, 0.2]), Fraction(24))
     with pytest.raises(ValueError, match=r"'x'.*frame 2 .* is not after frame 1"):
         CameraClock("x", 0.0, np.array([0.0, 0.1, 0.1]), Fraction(24))
+
+
+@pytest.mark.parametrize("fps", [Fraction(25), Fraction(30000, 1001), Fraction(24000, 1001), Fraction(24)])
+def test_default_range_never_runs_past_the_overlap(fps):
+    """Rounding in start + k / fps must not add an output time at the overlap's end (any clip length)."""
+    for frames in range(2, 300):
+        clock = CameraClock.constant_rate("a", 0.0, frames, fps)
+        timeline = build_timeline([clock], fps)
+        assert len(timeline.times_s) == frames, (fps, frames)
+        np.testing.assert_array_equal(timeline.source_frames["a"], np.arange(frames))

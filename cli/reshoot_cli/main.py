@@ -4,8 +4,10 @@ docstrings the help) whose ``run`` calls the library's public API and prints wha
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -59,7 +61,9 @@ class DemoCommand:
     """Make everything again even if it is up to date."""
 
     def run(self) -> None:
-        result = reshoot.run_demo(self.dir, self.preset, self.force)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = reshoot.run_demo(self.dir, self.preset, self.force)
         shoot = result.shoot
         out.print(f"[bold]sample shoot[/] ({'re-used' if shoot.skipped else 'rendered'}): {shoot.root}")
         _print_ingest(result.ingest)
@@ -89,7 +93,9 @@ class IngestCommand:
 
     def run(self) -> None:
         ws = reshoot.Workspace(self.workspace)
-        result = reshoot.run_ingest(ws, self.sources, self.config, force=self.force)
+        with warnings.catch_warnings():  # _print_ingest shows them, once, with the rest of the summary
+            warnings.simplefilter("ignore", UserWarning)
+            result = reshoot.run_ingest(ws, self.sources, self.config, force=self.force)
         _print_ingest(result)
 
 
@@ -110,6 +116,11 @@ def _print_ingest(result) -> None:
     out.print(f"all cameras overlap from {start:.3f} s to {end:.3f} s")
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")
+    calibration = json.loads((result.path / "footage.json").read_text()).get("calibration")
+    if calibration:
+        out.print(f"calibration imported ({calibration['kind']}): {result.path / calibration['file']}")
+        for note in calibration["notes"]:
+            out.print(f"  note: {note}")
     out.print(f"contact sheet: {result.path / 'contact_sheet.png'}")
 
 

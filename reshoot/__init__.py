@@ -20,6 +20,7 @@ from reshoot.cameras import Cameras, look_at
 from reshoot.demo import DemoResult, run_demo
 from reshoot.footage import CameraSource, FootageError, probe_source
 from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.register import RegisterConfig, RegistrationError, run_register
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
 from reshoot.sync import SyncError
 from reshoot.workspace import STAGE_DESCRIPTIONS, STAGES, StageContext, StageError, StageResult, Workspace
@@ -31,10 +32,11 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 #: Errors that mean "the user asked for something that cannot be done as asked"; the CLI prints them
 #: without a traceback.
-ReshootError = (StageError, MissingDependencyError)
+ReshootError = (StageError, MissingDependencyError, RegistrationError)
 
 __all__ = [
-    "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "SyncError", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
+    "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "RegisterConfig", "RegistrationError",
+    "SyncError", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
-    "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "run_demo", "run_ingest",
+    "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "run_demo", "run_ingest", "run_register",
 ]

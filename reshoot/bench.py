@@ -7,6 +7,7 @@ absent gives a row saying so, never a number.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import replace
@@ -15,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from reshoot.cameras import Cameras
+from reshoot.evaluation import pose_errors
 from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.register import RegisterConfig, RegistrationError, run_register
 from reshoot.media import write_video
 from reshoot.sample import PRESETS, load_sample_shoot, make_sample_shoot
 from reshoot.workspace import Workspace
@@ -98,11 +102,125 @@ def _caliscope_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
                      "result": f"{written / timings['extract']:.1f} frames/s",
                      "detail": f"{written} frames in {timings['extract']:.2f} s (decode + write, 2 cores)",
                      "target": "measured", "pass": layout_ok})
-    import json
-
     cams = json.loads((result.path / "calibration" / "cameras.json").read_text())["cameras"]
     rows.append({"benchmark": "caliscope 4-camera ingest + camera_array.toml import",
                  "result": f"{len(videos)} cameras, {summary['frames']} synced frames each, rig layout",
                  "detail": f"imported {[c['camera_id'] for c in cams]}, fx {[round(c['K'][0][0], 1) for c in cams]}",
                  "target": "all 4 cameras", "pass": len(cams) == 4 and layout_ok})
+    return rows
+
+
+def bench_register(data: Path = DEFAULT_DATA, work: Path | None = None) -> list[dict[str, Any]]:
+    """Registration accuracy: the synthetic shoot (and how the actor is handled), Strecha fountain, caliscope."""
+    work = Path(work or tempfile.mkdtemp(prefix="reshoot-bench-"))
+    rows = _synthetic_register_rows(work)
+    rows += _strecha_rows(Path(data) / "strecha_fountain_P11", work)
+    rows += _caliscope_register_rows(Path(data) / "caliscope_4cam", work)
+    return rows
+
+
+def registered_cameras(register_dir: Path) -> Cameras:
+    """Every frame with a pose in a register stage's cameras.json, as ``<camera>/<frame:06d>`` ids."""
+    data = json.loads((Path(register_dir) / "cameras.json").read_text())
+    intrinsics = Cameras.from_json(data)
+    ids, poses, rows = [], [], []
+    for camera_id, frames in data["frame_poses"].items():
+        for entry in frames:
+            ids.append(f"{camera_id}/{entry['frame']:06d}")
+            poses.append(entry["world_to_camera"])
+            rows.append(intrinsics.index(camera_id))
+    return Cameras(tuple(ids), intrinsics.K[rows], intrinsics.distortion[rows], np.array(poses),
+                   intrinsics.image_size[rows])
+
+
+def _synthetic_register_rows(work: Path) -> list[dict[str, Any]]:
+    shoot = make_sample_shoot(work / "sample-default", PRESETS["default"])
+    ws = Workspace(work / "ws-register-synthetic")
+    run_ingest(ws, list(shoot.videos.values()), IngestConfig(sync="timecode"))
+    rows = []
+    for dynamic in ("plate", "mask", "none"):
+        start = time.perf_counter()
+        result = run_register(ws, RegisterConfig(survey=shoot.root / "survey", dynamic=dynamic), force=True)
+        took = time.perf_counter() - start
+        estimated = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
+        errors = pose_errors(estimated, shoot.cameras, extent=7.0)  # the set is 7 m across
+        summary = result.manifest["summary"]
+        rows.append({
+            "benchmark": f"register synthetic shoot, actor handled by '{dynamic}'",
+            "result": f"{len(errors.camera_ids)}/4 cameras; rotation max {errors.rotation_deg.max():.3f} deg, "
+                      f"centre max {errors.centre_error_pct.max():.2f} % of the set",
+            "detail": f"{took:.1f} s; reprojection {summary['mean_reprojection_error_px']:.2f} px; "
+                      f"{summary['points']} points; survey {summary['survey_registered']} stills",
+            "target": "<= 0.2 deg, <= 1 %",
+            "pass": len(errors.camera_ids) == 4 and errors.rotation_deg.max() <= 0.2
+                    and errors.centre_error_pct.max() <= 1.0})
+    return rows
+
+
+def _strecha_truth(folder: Path) -> Cameras:
+    """Strecha's ground truth: K, distortion, R (camera-to-world), C, size per image (``.camera`` files)."""
+    ids, poses, Ks, sizes = [], [], [], []
+    for path in sorted((folder / "gt_dense_cameras").glob("*.camera")):
+        values = np.array(path.read_text().split(), dtype=np.float64)
+        K, R, C, size = values[:9].reshape(3, 3), values[12:21].reshape(3, 3), values[21:24], values[24:26]
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = R.T, -R.T @ C
+        ids.append(f"images/{int(path.name.split('.')[0]):06d}")
+        poses.append(pose)
+        Ks.append(K)  # only poses are compared, so K's pixel origin does not matter here
+        sizes.append(size)
+    return Cameras(tuple(ids), np.array(Ks), np.zeros((len(ids), 5)), np.array(poses), np.array(sizes))
+
+
+def _strecha_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
+    if not folder.is_dir():
+        return [{"benchmark": "register Strecha fountain P11", "result": f"skipped: {folder} absent", "pass": None}]
+    ws = Workspace(work / "ws-strecha")
+    # the 11 photos as one moving camera (an image sequence, 1 frame a second): one pose per photo
+    run_ingest(ws, [folder / "images"], IngestConfig(sync="none", sequence_fps="1"))
+    start = time.perf_counter()
+    result = run_register(ws, RegisterConfig(camera_motion="moving"), force=True)
+    took = time.perf_counter() - start
+    errors = pose_errors(registered_cameras(result.path), _strecha_truth(folder))
+    return [{"benchmark": "register Strecha fountain P11 (11 photos, laser-scan truth)",
+             "result": f"{len(errors.camera_ids)}/11 views; rotation median {np.median(errors.rotation_deg):.3f} deg, "
+                       f"centre median {np.median(errors.centre_error_pct):.3f} % of the camera extent",
+             "detail": f"max {errors.rotation_deg.max():.3f} deg / {errors.centre_error_pct.max():.3f} %; {took:.0f} s; "
+                       f"reprojection {result.manifest['summary']['mean_reprojection_error_px']:.2f} px",
+             "target": "11/11, < 0.1 deg", "pass": len(errors.camera_ids) == 11 and np.median(errors.rotation_deg) < 0.1}]
+
+
+def _caliscope_register_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
+    clips = folder / "post_optimization" / "calibration" / "extrinsic"
+    if not clips.is_dir():
+        return [{"benchmark": "register caliscope 4 cameras", "result": f"skipped: {folder} absent", "pass": None}]
+    rows = []
+    for mode in ("solve", "triangulate"):
+        ws = Workspace(work / f"ws-caliscope-register-{mode}")
+        run_ingest(ws, sorted(clips.glob("cam_*.mp4")), IngestConfig(
+            sync="none", image_format="jpg", calibration=folder / "post_optimization" / "camera_array.toml"))
+        known = Cameras.from_json(json.loads((ws.stage_dir("ingest") / "calibration" / "cameras.json").read_text()))
+        try:
+            result = run_register(ws, RegisterConfig(calibration=mode, allow_partial=True), force=True)
+        except RegistrationError as exc:
+            rows.append({"benchmark": f"register caliscope ({mode})", "result": f"failed: {exc}"[:300],
+                         "target": "measured", "pass": False})
+            continue
+        summary = result.manifest["summary"]
+        if mode == "solve":
+            estimated = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
+            if len(estimated) >= 3:
+                errors = pose_errors(estimated, known)
+                text = (f"{len(estimated)}/4 cameras; vs calibration: rotation max {errors.rotation_deg.max():.2f} deg, "
+                        f"centre max {errors.centre_error_pct.max():.1f} % of the rig")
+            else:
+                text = f"only {len(estimated)}/4 cameras registered: {summary['registered_cameras']}"
+            rows.append({"benchmark": "register caliscope by SfM, against its imported calibration", "result": text,
+                         "detail": f"reprojection {summary['mean_reprojection_error_px']:.2f} px, {summary['points']} points",
+                         "target": "measured", "pass": len(estimated) == 4})
+        else:
+            rows.append({"benchmark": "register caliscope, known calibration, triangulate only",
+                         "result": f"reprojection {summary['mean_reprojection_error_px']:.2f} px, "
+                                   f"{summary['points']} points", "detail": f"track length {summary['mean_track_length']:.1f}",
+                         "target": "measured", "pass": summary["points"] > 0})
     return rows

@@ -85,8 +85,8 @@ class Cameras:
         if len(set(self.camera_ids)) != n:
             raise ValueError(f"Cameras.camera_ids must be unique, got {list(self.camera_ids)}")
         for name in ("K", "distortion", "world_to_camera"):
-            bad = np.flatnonzero(~np.isfinite(getattr(self, name)).reshape(n, -1).all(axis=1))
-            if bad.size:
+            bad = np.flatnonzero(~np.isfinite(getattr(self, name)).reshape(n, -1).all(axis=1)) if n else ()
+            if len(bad):
                 raise ValueError(f"Cameras.{name}: camera {self.camera_ids[bad[0]]!r} has non-finite values")
         skewed = np.flatnonzero(self.K[:, 0, 1] != 0)
         if skewed.size:
@@ -147,6 +147,24 @@ class Cameras:
         """Camera centres in world coordinates."""
         R, t = self.world_to_camera[:, :3, :3], self.world_to_camera[:, :3, 3]
         return -np.einsum("nji,nj->ni", R, t)
+
+    def transform_world(self, similarity: np.ndarray) -> Cameras:
+        """The same cameras in a new world ``X' = s R X + t``, given as the 4x4 ``[[s R, t], [0, 1]]``.
+
+        Projections are unchanged: a point and its image map to the same pixel in both worlds.
+        """
+        S = np.asarray(similarity, dtype=np.float64)
+        scale = np.cbrt(np.linalg.det(S[:3, :3]))
+        if not scale > 0:
+            raise ValueError(f"transform_world: {S[:3, :3].tolist()} is not a rotation times a positive scale")
+        R, t = S[:3, :3] / scale, S[:3, 3]
+        if not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
+            raise ValueError("transform_world: the 3x3 part is not a rotation times a scale (shear or mirror)")
+        poses = self.world_to_camera.copy()
+        Rc = poses[:, :3, :3] @ R.T
+        poses[:, :3, 3] = scale * poses[:, :3, 3] - Rc @ t
+        poses[:, :3, :3] = Rc
+        return Cameras(self.camera_ids, self.K, self.distortion, poses, self.image_size)
 
     def project(self, camera_idx: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project world points into camera ``camera_idx``, distortion included.
@@ -290,21 +308,35 @@ class Cameras:
         pycolmap = require("pycolmap", "pip install pycolmap")
         rec = pycolmap.Reconstruction()
         for i, camera_id in enumerate(self.camera_ids):
-            fx, fy, cx, cy = self.K[i, 0, 0], self.K[i, 1, 1], self.K[i, 0, 2], self.K[i, 1, 2]
-            k1, k2, p1, p2, k3 = self.distortion[i]
-            if not self.distortion[i].any():
-                model, params = "PINHOLE", [fx, fy, cx, cy]
-            elif k3 == 0:
-                model, params = "OPENCV", [fx, fy, cx, cy, k1, k2, p1, p2]
-            else:
-                model, params = "FULL_OPENCV", [fx, fy, cx, cy, k1, k2, p1, p2, k3, 0, 0, 0]
-            width, height = (int(v) for v in self.image_size[i])
-            camera = pycolmap.Camera(model=model, width=width, height=height, params=params, camera_id=i + 1)
-            rec.add_camera_with_trivial_rig(camera)
+            rec.add_camera_with_trivial_rig(self.colmap_camera(i, i + 1))
             image = pycolmap.Image(name=f"{camera_id}.png", camera_id=i + 1, image_id=i + 1)
             pose = self.world_to_camera[i]
             rec.add_image_with_trivial_frame(image, pycolmap.Rigid3d(pycolmap.Rotation3d(pose[:3, :3]), pose[:3, 3]))
         return rec
+
+    def colmap_camera(self, camera_idx: int, colmap_camera_id: int, model: str | None = None) -> Any:
+        """Camera ``camera_idx`` as a ``pycolmap.Camera``: PINHOLE, OPENCV when ``k3 == 0``, else FULL_OPENCV.
+
+        ``model`` forces OPENCV or FULL_OPENCV (e.g. to match a COLMAP database's camera); OPENCV needs ``k3 == 0``.
+        """
+        pycolmap = require("pycolmap", "pip install pycolmap")
+        i = camera_idx
+        fx, fy, cx, cy = self.K[i, 0, 0], self.K[i, 1, 1], self.K[i, 0, 2], self.K[i, 1, 2]
+        k1, k2, p1, p2, k3 = self.distortion[i]
+        if model not in (None, "OPENCV", "FULL_OPENCV") or (model == "OPENCV" and k3 != 0):
+            raise ValueError(f"camera {self.camera_ids[i]!r} cannot be written as COLMAP model {model} (k3 = {k3})")
+        if model == "FULL_OPENCV":
+            model, params = "FULL_OPENCV", [fx, fy, cx, cy, k1, k2, p1, p2, k3, 0, 0, 0]
+        elif model == "OPENCV":
+            model, params = "OPENCV", [fx, fy, cx, cy, k1, k2, p1, p2]
+        elif not self.distortion[i].any():
+            model, params = "PINHOLE", [fx, fy, cx, cy]
+        elif k3 == 0:
+            model, params = "OPENCV", [fx, fy, cx, cy, k1, k2, p1, p2]
+        else:
+            model, params = "FULL_OPENCV", [fx, fy, cx, cy, k1, k2, p1, p2, k3, 0, 0, 0]
+        width, height = (int(v) for v in self.image_size[i])
+        return pycolmap.Camera(model=model, width=width, height=height, params=params, camera_id=colmap_camera_id)
 
     @classmethod
     def from_colmap(cls, reconstruction: Any) -> Cameras:

@@ -61,17 +61,17 @@ def _fit_height(image: np.ndarray, height: int) -> np.ndarray:
 
 
 def top_view(cameras: Cameras, points: np.ndarray | None = None, paths: dict[str, np.ndarray] | None = None,
-             size_px: int = 640, title: str = "") -> Image.Image:
+             size_px: int = 640, title: str = "", secondary: Cameras | None = None) -> Image.Image:
     """The scene from above (world +Z up): camera frusta with their ids, points, and named XY paths.
 
     Args:
         cameras: drawn as a dot at the centre and a wedge of the horizontal field of view.
         points: e.g. the sparse point cloud, drawn as grey dots.  # [P, 3]
         paths: name -> positions, drawn as lines (e.g. the actor's path, a new camera path).  # [T, 3]
+        secondary: more cameras drawn small, grey and unlabelled (e.g. survey stills).
     """
     centres = cameras.centers
-    looks = cameras.camera_to_world[:, :3, 2]  # each camera's viewing direction in the world
-    extent = [centres[:, :2]]
+    extent = [centres[:, :2]] + ([secondary.centers[:, :2]] if secondary is not None and len(secondary) else [])
     if points is not None and len(points):
         extent.append(np.percentile(points[:, :2], [1, 99], axis=0))
     for path in (paths or {}).values():
@@ -96,15 +96,20 @@ def top_view(cameras: Cameras, points: np.ndarray | None = None, paths: dict[str
         color = palette[(k + 3) % len(palette)]
         draw.line(line, fill=color, width=3)
         draw.text((line[-1][0] + 4, line[-1][1]), name, fill=color, font=font)
-    wedge_len = span * 0.08
-    for i, camera_id in enumerate(cameras.camera_ids):
-        half_fov = np.arctan(cameras.image_size[i, 0] / 2 / cameras.K[i, 0, 0])
-        heading = np.arctan2(looks[i, 1], looks[i, 0])
-        ends = [centres[i, :2] + wedge_len * np.array([np.cos(heading + s * half_fov), np.sin(heading + s * half_fov)])
+    def wedge(cams: Cameras, i: int, length: float) -> tuple:
+        half_fov = np.arctan(cams.image_size[i, 0] / 2 / cams.K[i, 0, 0])
+        look = cams.camera_to_world[i, :3, 2]
+        heading = np.arctan2(look[1], look[0])
+        ends = [cams.centers[i, :2] + length * np.array([np.cos(heading + s * half_fov), np.sin(heading + s * half_fov)])
                 for s in (-1, 1)]
-        c, a, b = px(centres[i]), px(ends[0]), px(ends[1])
+        return tuple(px(cams.centers[i])), tuple(px(ends[0])), tuple(px(ends[1]))
+
+    for i in range(len(secondary) if secondary is not None else 0):
+        draw.polygon(wedge(secondary, i, span * 0.04), outline=(150, 150, 150), fill=(215, 215, 215))
+    for i, camera_id in enumerate(cameras.camera_ids):
+        c, a, b = wedge(cameras, i, span * 0.08)
         color = palette[i % len(palette)]
-        draw.polygon([tuple(c), tuple(a), tuple(b)], outline=color, fill=tuple(int(v * 0.3 + 178) for v in color))
+        draw.polygon([c, a, b], outline=color, fill=tuple(int(v * 0.3 + 178) for v in color))
         draw.ellipse([c[0] - 4, c[1] - 4, c[0] + 4, c[1] + 4], fill=color)
         draw.text((c[0] + 6, c[1] - 14), camera_id, fill=color, font=font)
     if title:

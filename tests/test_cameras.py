@@ -448,3 +448,21 @@ def test_png_writing_survives_pycolmap_when_reshoot_is_imported_first(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_transform_world_keeps_every_projection(cams):
+    rng = np.random.default_rng(7)
+    R = random_rigid(rng)[:3, :3]
+    S = np.eye(4)
+    S[:3, :3], S[:3, 3] = 2.5 * R, [1.0, -2.0, 0.5]
+    moved = cams.transform_world(S)
+    points = rng.normal(scale=0.5, size=(20, 3)) + cams.centers[0] + 3 * cams.camera_to_world[0, :3, 2]
+    moved_points = points @ S[:3, :3].T + S[:3, 3]
+    for i in range(len(cams)):
+        before, depth = cams.project(i, points)
+        after, depth_after = moved.project(i, moved_points)
+        np.testing.assert_allclose(after, before, atol=1e-9)
+        np.testing.assert_allclose(depth_after, 2.5 * depth, rtol=1e-12)
+    np.testing.assert_allclose(moved.centers, cams.centers @ S[:3, :3].T + S[:3, 3], atol=1e-9)
+    with pytest.raises(ValueError, match="rotation"):
+        cams.transform_world(np.diag([1.0, 2.0, 1.0, 1.0]))

@@ -38,7 +38,8 @@ def test_sample_writes_videos_and_ground_truth(tmp_path):
     result = run("sample", "--out", str(tmp_path / "s"), "--preset", "tiny", "--n-cameras", "3")
     assert result.returncode == 0, result.stderr
     gt = json.loads((tmp_path / "s" / "ground_truth.json").read_text())
-    assert [c["camera_id"] for c in gt["cameras"]] == ["cam0", "cam1", "cam2", "overhead"]
+    assert [c["camera_id"] for c in gt["cameras"] if c["role"] != "survey"] == ["cam0", "cam1", "cam2", "overhead"]
+    assert len(list((tmp_path / "s" / "survey").glob("*.png"))) == 12
     assert all((tmp_path / "s" / f"cam{k}.mov").stat().st_size > 1000 for k in range(3))
     assert gt["config"]["width"] == 96 and gt["config"]["n_cameras"] == 3
     again = run("sample", "--out", str(tmp_path / "s"), "--preset", "tiny", "--n-cameras", "3")
@@ -54,7 +55,9 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     bad = run("sample", "--out", str(tmp_path / "x"), "--width", "33")
     assert bad.returncode == 1 and "width must be even" in bad.stderr and "Traceback" not in bad.stderr
-    assert run("register").returncode == 2  # a stage of a later release
+    assert run("reconstruct").returncode == 2  # a stage of a later release
+    missing = run("register", "--workspace", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "reshoot ingest" in missing.stderr and not (tmp_path / "nowhere").exists()
     nothing = run("ingest", "--workspace", str(tmp_path / "ws"))
     assert nothing.returncode == 1 and "at least one camera file" in nothing.stderr
     (tmp_path / "afile").write_text("not a folder")

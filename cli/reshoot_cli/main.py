@@ -19,6 +19,7 @@ from rich.table import Table
 import reshoot
 from reshoot import bench
 from reshoot.ingest import IngestConfig
+from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
 
 console = Console(stderr=True)
@@ -125,18 +126,56 @@ def _print_ingest(result) -> None:
 
 
 @dataclass
+class RegisterCommand:
+    """Register: put the ingested cameras in one 3D frame with a sparse point cloud (COLMAP: SIFT, matching,
+    mapping), writing WS/register: sparse/0, cameras.json, transforms.json (nerfstudio) and a preview."""
+
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder, already ingested."""
+    force: bool = False
+    """Run again even if the inputs and options are unchanged."""
+    config: Annotated[RegisterConfig, tyro.conf.arg(name="")] = field(default_factory=RegisterConfig)
+
+    def run(self) -> None:
+        ws = _existing_workspace(self.workspace)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = reshoot.run_register(ws, self.config, force=self.force)
+        _print_register(result)
+
+
+def _print_register(result) -> None:
+    summary = result.manifest["summary"]
+    verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
+    out.print(f"[bold]register {verb}[/] ({summary['calibration']}): {result.path}")
+    table = Table()
+    for col in ("camera", "registered", "note"):
+        table.add_column(col, overflow="fold")
+    for camera_id, row in summary["cameras"].items():
+        table.add_row(camera_id, f"{row['registered']}/{row['images']}", row.get("failure", ""))
+    out.print(table)
+    out.print(f"{summary['points']} points, mean reprojection error {summary['mean_reprojection_error_px']:.2f} px, "
+              f"mean track length {summary['mean_track_length']:.1f}")
+    out.print(f"preview: {result.path / 'preview.png'}\nnerfstudio: {result.path / 'transforms.json'}")
+
+
+@dataclass
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest"]] = "ingest"
-    """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput)."""
+    name: tyro.conf.Positional[Literal["ingest", "register"]] = "ingest"
+    """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput) or `register`
+    (pose accuracy on the synthetic shoot, Strecha fountain and caliscope)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
     """Folder for the benchmark's files (default: a new temporary folder)."""
 
     def run(self) -> None:
-        rows = bench.bench_ingest(self.data, self.work)
+        run = {"ingest": bench.bench_ingest, "register": bench.bench_register}[self.name]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            rows = run(self.data, self.work)
         table = Table(title=f"reshoot bench {self.name}")
         for col in ("benchmark", "result", "target", "ok", "detail"):
             table.add_column(col, overflow="fold")
@@ -154,9 +193,7 @@ class StatusCommand:
     """The workspace folder."""
 
     def run(self) -> None:
-        if not (self.workspace / "workspace.json").is_file():
-            raise reshoot.StageError(f"{self.workspace} is not a reshoot workspace (no workspace.json)")
-        ws = reshoot.Workspace(self.workspace)
+        ws = _existing_workspace(self.workspace)
         table = Table(title=f"workspace {ws.root}")
         for col in ("stage", "state", "finished", "took"):
             table.add_column(col)
@@ -168,7 +205,16 @@ class StatusCommand:
         out.print(f"sources: {len(ws.info.get('sources', []))} file(s)")
 
 
-COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "status": StatusCommand,
+def _existing_workspace(path: Path) -> reshoot.Workspace:
+    """Open a workspace that must exist already (never create one as a side effect of a failing command)."""
+    if not (path / "workspace.json").is_file():
+        raise reshoot.StageError(f"{path} is not a reshoot workspace (no workspace.json); make one with "
+                                 "`reshoot ingest SOURCES... --workspace PATH`")
+    return reshoot.Workspace(path)
+
+
+COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "register": RegisterCommand,
+            "status": StatusCommand,
             "bench": BenchCommand}
 
 
@@ -176,10 +222,13 @@ def _print_cameras(cameras: list[dict]) -> None:
     table = Table()
     for col in ("camera", "role", "file", "frames", "lens", "start offset", "start TC"):
         table.add_column(col)
-    for c in cameras:
+    survey = [c for c in cameras if c["role"] == "survey"]
+    for c in (c for c in cameras if c["role"] != "survey"):
         table.add_row(c["camera_id"], c["role"], c["file"], str(c["frame_count"]), f"{c['focal_mm']:.1f} mm",
                       f"{c['start_offset_s']:+.4f} s", c["start_timecode"])
     out.print(table)
+    if survey:
+        out.print(f"set survey: {len(survey)} stills of the empty set in survey/ (for registration)")
 
 
 def _overview() -> None:

@@ -64,6 +64,11 @@ class MeshRenderer:
             self.scene.remove_node(node)
         self._set_depths.clear()
 
+    def show_actor(self, visible: bool) -> None:
+        """Put the actor on the set or take them off it (e.g. for survey stills of the empty set)."""
+        for node in self.actor_nodes.values():
+            node.mesh.is_visible = visible
+
     def set_actor(self, segment_poses: dict[str, np.ndarray]) -> None:
         """Pose the actor's segments (world 4x4 per segment name)."""
         for name, pose in segment_poses.items():
@@ -103,11 +108,10 @@ class MeshRenderer:
         """Depth of the set without the actor, rendered once per camera and viewport."""
         key = (cameras.world_to_camera[camera_idx].tobytes(), cameras.K[camera_idx].tobytes(), viewport)
         if key not in self._set_depths:
-            for node in self.actor_nodes.values():
-                node.mesh.is_visible = False
+            visible = next(iter(self.actor_nodes.values())).mesh.is_visible
+            self.show_actor(False)
             self._set_depths[key] = self._renderer.render(self.scene, flags=self._pyrender.RenderFlags.DEPTH_ONLY)
-            for node in self.actor_nodes.values():
-                node.mesh.is_visible = True
+            self.show_actor(visible)
         return self._set_depths[key]
 
     def _distortion_map(self, K: np.ndarray, dist: np.ndarray, size: tuple[int, int], render_k: tuple) -> tuple:

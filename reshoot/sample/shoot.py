@@ -8,6 +8,8 @@ Output folder (``reshoot sample --out DIR``)::
       ground_truth/overhead/     the missing shot's true frames, 000000.png ... (never part of footage)
       ground_truth/overhead_depth.npz   its depth (metres, float16), one array per frame
       ground_truth/actor_masks.npz      per camera, where the actor is in every frame (bit-packed)
+      survey/                    set survey stills of the empty set, 000.png ... (as a VFX data wrangler
+                                 shoots them): they bridge the set cameras for registration
       contact_sheet.png          every camera at a few synced instants
 
 World time: seconds, the shot starts at 0. Camera ``c`` captures frame ``k`` at world time
@@ -37,7 +39,7 @@ from reshoot.viz import contact_sheet, save_png
 
 SENSOR_WIDTH_MM = 36.0
 GROUND_TRUTH = "ground_truth.json"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: set survey stills
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,16 @@ class SampleConfig:
     """Audio sample rate per camera (repeated when there are more cameras)."""
     shot_start_timecode: str = "01:00:00:00"
     """Timecode of the shot's first frame; each camera's start timecode follows from its offset."""
+    survey_stills: int = 24
+    """Set survey stills of the empty set, taken walking around it (0: none). Set cameras far apart share too
+    little for SfM on their own; the survey bridges them, as on a real set."""
+    survey_width: int = 480
+    """Survey still width in pixels."""
+    survey_height: int = 270
+    """Survey still height in pixels."""
 
     def __post_init__(self) -> None:
-        for name in ("width", "height"):
+        for name in ("width", "height", "survey_width", "survey_height"):
             value = getattr(self, name)
             if value < 32 or value % 2:
                 raise ValueError(f"SampleConfig.{name} must be even and at least 32 (H.264), got {value}")
@@ -96,7 +105,8 @@ class SampleConfig:
 #: Named presets: ``default`` for the demo, ``tiny`` for tests.
 PRESETS = {
     "default": SampleConfig(),
-    "tiny": SampleConfig(n_cameras=2, frame_count=8, width=96, height=54, max_lead_s=0.25, texture_px=128),
+    "tiny": SampleConfig(n_cameras=2, frame_count=8, width=96, height=54, max_lead_s=0.25, texture_px=128,
+                         survey_stills=12, survey_width=192, survey_height=108),
 }
 
 
@@ -113,6 +123,11 @@ class SampleShoot:
     def cameras(self) -> Cameras:
         """The set cameras."""
         return Cameras.from_json({"cameras": [c for c in self.ground_truth["cameras"] if c["role"] == "set"]})
+
+    @property
+    def survey(self) -> Cameras:
+        """The set survey stills' cameras (``survey/000.png`` ... in order)."""
+        return Cameras.from_json({"cameras": [c for c in self.ground_truth["cameras"] if c["role"] == "survey"]})
 
     @property
     def overhead(self) -> Cameras:
@@ -166,7 +181,8 @@ def _is_complete(shoot: SampleShoot) -> bool:
     overhead = shoot.root / "ground_truth" / "overhead"
     return (all(p.is_file() and p.stat().st_size > 0 for p in shoot.videos.values())
             and all((overhead / f"{k:06d}.png").is_file() for k in range(frames))
-            and (shoot.root / "ground_truth" / "actor_masks.npz").is_file())
+            and (shoot.root / "ground_truth" / "actor_masks.npz").is_file()
+            and all((shoot.root / c["file"]).is_file() for c in shoot.ground_truth["cameras"] if c["role"] == "survey"))
 
 
 def render_sample_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
@@ -206,6 +222,7 @@ def render_sample_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
                             "file": f"{camera_id}.mov", "focal_mm": lenses_mm[idx],
                             "sensor_width_mm": SENSOR_WIDTH_MM, "start_offset_s": start_s[idx],
                             "frame_count": counts[idx], "start_timecode": timecode, "sample_rate_hz": rate})
+        entries += _render_survey(renderer, out / "survey", config)
         times = np.arange(config.frame_count) / config.fps
         views = _render_times(renderer, overhead, 0, motion, times, "rendering overhead (ground truth)")
     finally:
@@ -260,6 +277,34 @@ def _set_cameras(config: SampleConfig, rng: np.random.Generator) -> tuple[Camera
     cameras = Cameras.create(ids, focals, focals, [w / 2] * n, [h / 2] * n, np.array(poses),
                              np.tile([w, h], (n, 1)), np.array(dists))
     return cameras, lenses
+
+
+def survey_cameras(config: SampleConfig) -> Cameras:
+    """The survey: a walk around the set at two heights, each still aimed across the set's centre."""
+    n, w, h = config.survey_stills, config.survey_width, config.survey_height
+    poses = []
+    for k in range(n):
+        azimuth = 2 * np.pi * k / n
+        eye = (2.4 * np.cos(azimuth), 2.4 * np.sin(azimuth), 1.5 if k % 2 == 0 else 2.1)
+        poses.append(look_at(eye, (-0.8 * np.cos(azimuth), -0.8 * np.sin(azimuth), 0.8)))
+    f = focal_px_from_mm(24.0, SENSOR_WIDTH_MM, w)
+    return Cameras.create([f"survey{k:03d}" for k in range(n)], [f] * n, [f] * n, [w / 2] * n, [h / 2] * n,
+                          np.array(poses).reshape(n, 4, 4), np.tile([w, h], (n, 1)))
+
+
+def _render_survey(renderer: MeshRenderer, folder: Path, config: SampleConfig) -> list[dict[str, Any]]:
+    if config.survey_stills == 0:
+        return []
+    survey = survey_cameras(config)
+    renderer.show_actor(False)
+    entries = []
+    for k in track(range(len(survey)), "rendering set survey"):
+        save_png(renderer.render(survey, k).rgb, folder / f"{k:03d}.png")
+        entries.append({**survey.select([survey.camera_ids[k]]).to_json()["cameras"][0], "role": "survey",
+                        "file": f"survey/{k:03d}.png", "focal_mm": 24.0, "sensor_width_mm": SENSOR_WIDTH_MM,
+                        "start_offset_s": None, "frame_count": 1, "start_timecode": None, "sample_rate_hz": None})
+    renderer.show_actor(True)
+    return entries
 
 
 def _overhead_camera(config: SampleConfig) -> Cameras:

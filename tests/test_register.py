@@ -1,0 +1,166 @@
+"""Registration with COLMAP on small synthetic shoots: locked-off and moving cameras, known calibration,
+the outputs, and the failure messages. (Accuracy at real sizes is measured by `reshoot bench register`.)"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reshoot.bench import registered_cameras
+from reshoot.cameras import Cameras, look_at
+from reshoot.evaluation import pose_errors
+from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.media import write_video
+from reshoot.register import RegisterConfig, RegistrationError, run_register
+from reshoot.sample import PRESETS, make_sample_shoot
+from reshoot.sample.render import MeshRenderer
+from reshoot.sample.scene import ActorMotion, build_actor, build_set
+from reshoot.workspace import Workspace
+
+#: The smallest shoot that registers reliably: 3 cameras at 160x90 and 12 survey stills at 320x180.
+SMALL = replace(PRESETS["tiny"], n_cameras=3, frame_count=6, width=160, height=90, texture_px=256,
+                survey_stills=12, survey_width=320, survey_height=180)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("register")
+    shoot = make_sample_shoot(root / "shoot", SMALL)
+    ws = Workspace(root / "ws")
+    run_ingest(ws, list(shoot.videos.values()), IngestConfig(sync="timecode"))
+    result = run_register(ws, RegisterConfig(survey=shoot.root / "survey"))
+    return shoot, ws, result
+
+
+def test_locked_off_cameras_register_with_the_survey(small):
+    shoot, ws, result = small
+    summary = result.manifest["summary"]
+    assert summary["registered_cameras"] == ["cam0", "cam1", "cam2"] and summary["survey_registered"] == 12
+    assert summary["calibration"] == "solve" and summary["mean_reprojection_error_px"] < 1.0
+    assert summary["points"] > 200 and summary["mean_track_length"] > 2.5
+    estimated = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
+    errors = pose_errors(estimated, shoot.cameras, extent=7.0)
+    assert errors.rotation_deg.max() < 2.0 and errors.centre_error_pct.max() < 5.0  # tiny images: loose bounds
+    # one COLMAP camera per physical camera, with its own lens estimated (different focal lengths)
+    truth_f = shoot.cameras.K[:, 0, 0]
+    assert np.all(np.abs(estimated.K[:, 0, 0] - truth_f) / truth_f < 0.10)  # 160x90 images: within 10 %
+
+
+def test_every_frame_of_a_locked_off_camera_gets_its_pose(small):
+    shoot, ws, result = small
+    data = json.loads((result.path / "cameras.json").read_text())
+    frames = json.loads((ws.stage_dir("ingest") / "footage.json").read_text())["timeline"]["frame_count"]
+    for camera_id, poses in data["frame_poses"].items():
+        assert [p["frame"] for p in poses] == list(range(frames))
+        assert all(p["world_to_camera"] == poses[0]["world_to_camera"] for p in poses)
+
+
+def test_outputs_nerfstudio_ply_preview_and_normalised_world(small):
+    shoot, ws, result = small
+    transforms = json.loads((result.path / "transforms.json").read_text())
+    frames = transforms["frames"]
+    assert len(frames) == 3 * json.loads((ws.stage_dir("ingest") / "footage.json").read_text())["timeline"]["frame_count"]
+    for frame in frames[:: max(1, len(frames) // 5)]:
+        assert (result.path / frame["file_path"]).is_file()  # paths resolve from the transforms.json folder
+        c2w = np.array(frame["transform_matrix"])
+        assert c2w.shape == (4, 4) and np.allclose(c2w[:3, :3] @ c2w[:3, :3].T, np.eye(3), atol=1e-6)
+        assert {"fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "p1", "p2", "time"} <= set(frame)
+    assert (result.path / transforms["ply_file_path"]).is_file()
+    from plyfile import PlyData
+
+    ply = PlyData.read(str(result.path / "sparse_points.ply"))
+    assert ply["vertex"].count == result.manifest["summary"]["points"]
+    # normalised world: +Z up (the set cameras look slightly down, so their up vectors point up), farthest camera at 1
+    cams = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
+    ups = -cams.camera_to_world[:, :3, 1]
+    assert np.all(ups[:, 2] > 0.9)
+    survey = Cameras.from_json({"cameras": json.loads((result.path / "cameras.json").read_text())["survey"]})
+    everyone = np.concatenate([cams.centers, survey.centers])
+    assert np.linalg.norm(everyone, axis=1).max() == pytest.approx(1.0, abs=1e-6)  # centred: farthest camera at 1
+    preview = np.asarray(Image.open(result.path / "preview.png"))
+    assert preview.shape[:2] == (640, 640) and preview.std() > 10
+    assert (result.path / "sparse" / "0" / "images.bin").is_file()
+
+
+def test_known_calibration_triangulate_and_prior(small, tmp_path):
+    """A calibrated 12-camera rig (the survey positions, each a one-frame camera) with its calibration imported."""
+    shoot, _, _ = small
+    rig = shoot.survey
+    folders = []
+    for k, camera_id in enumerate(rig.camera_ids):
+        folder = tmp_path / "rig" / camera_id
+        folder.mkdir(parents=True)
+        (folder / "frame_0001.png").write_bytes((shoot.root / "survey" / f"{k:03d}.png").read_bytes())
+        folders.append(folder)
+    calibration = tmp_path / "cameras.json"
+    calibration.write_text(json.dumps(rig.to_json()))
+    ws = Workspace(tmp_path / "ws")
+    run_ingest(ws, folders, IngestConfig(sync="none", calibration=calibration))
+    result = run_register(ws)  # auto: triangulate, with the imported calibration
+    summary = result.manifest["summary"]
+    assert summary["calibration"] == "triangulate" and summary["points"] > 200
+    assert summary["mean_reprojection_error_px"] < 1.0
+    estimated = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
+    errors = pose_errors(estimated, rig)
+    assert errors.rotation_deg.max() < 1e-6 and errors.centre_error.max() < 1e-6  # the poses were kept exactly
+    prior = run_register(ws, RegisterConfig(calibration="prior"), force=True)
+    assert prior.manifest["summary"]["calibration"] == "prior"
+    kept = Cameras.from_json(json.loads((prior.path / "cameras.json").read_text()))
+    np.testing.assert_allclose(kept.K[:, 0, 0], rig.K[:, 0, 0], rtol=1e-9)  # intrinsics held as given
+    solved = pose_errors(kept, rig, extent=7.0)
+    assert len(solved.camera_ids) == 12 and solved.rotation_deg.max() < 0.5 and solved.centre_error_pct.max() < 1.0
+
+
+def test_a_moving_camera_gets_one_pose_per_frame(tmp_path):
+    rng = np.random.default_rng(0)
+    renderer = MeshRenderer(build_set(rng, 256), build_actor(rng))
+    renderer.set_actor(ActorMotion().segment_poses(0.0))
+    frames, poses = [], []
+    for k in range(10):  # a crane move on an arc round the set, rising, looking at its centre
+        angle = -0.5 + 0.11 * k
+        poses.append(look_at((2.8 * np.cos(angle), 2.8 * np.sin(angle), 1.4 + 0.06 * k), (0.0, 0.0, 0.8)))
+    truth = Cameras.create([f"dolly/{k:06d}" for k in range(10)], [220.0] * 10, [220.0] * 10, [160.0] * 10,
+                           [90.0] * 10, np.array(poses), np.tile([320, 180], (10, 1)))
+    for k in range(10):
+        frames.append(renderer.render(truth, k).rgb)
+    renderer.close()
+    write_video(tmp_path / "dolly.mov", frames, 24, crf=10)
+    ws = Workspace(tmp_path / "ws")
+    run_ingest(ws, [tmp_path / "dolly.mov"], IngestConfig(sync="none"))
+    result = run_register(ws, RegisterConfig(camera_motion="moving"))
+    estimated = registered_cameras(result.path)
+    assert len(estimated) == 10
+    errors = pose_errors(estimated, truth)
+    assert errors.rotation_deg.max() < 0.5 and errors.centre_error_pct.max() < 2.0
+    assert len(set(json.dumps(p["world_to_camera"]) for p in
+                   json.loads((result.path / "cameras.json").read_text())["frame_poses"]["dolly"])) == 10
+
+
+def test_failures_name_the_cameras_and_why(small, tmp_path):
+    shoot, _, _ = small
+    blank = tmp_path / "blank.mov"
+    write_video(blank, [np.full((90, 160, 3), 128, np.uint8)] * 20, 24)
+    ws = Workspace(tmp_path / "ws")
+    run_ingest(ws, [*shoot.videos.values(), blank], IngestConfig(sync="manual"))
+    with pytest.raises(RegistrationError, match=r"camera 'blank' did not register.*--allow-partial"):
+        run_register(ws, RegisterConfig(survey=shoot.root / "survey"))
+    assert not ws.stage_dir("register").exists()
+    with pytest.warns(UserWarning, match="'blank' did not register"):
+        partial = run_register(ws, RegisterConfig(survey=shoot.root / "survey", allow_partial=True))
+    assert partial.manifest["summary"]["registered_cameras"] == ["cam0", "cam1", "cam2"]
+    assert "did not register" in partial.manifest["summary"]["cameras"]["blank"]["failure"]
+    lonely = Workspace(tmp_path / "lonely")
+    run_ingest(lonely, list(shoot.videos.values()), IngestConfig(sync="timecode"))
+    with pytest.raises(RegistrationError, match="no camera registered.*--survey"):
+        run_register(lonely, RegisterConfig())  # three cameras far apart and no survey
+    with pytest.raises(RegistrationError, match="needs a calibration imported by ingest"):
+        run_register(lonely, RegisterConfig(calibration="triangulate"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Exception, match="ingest"):
+            run_register(Workspace(tmp_path / "empty"))  # nothing ingested yet

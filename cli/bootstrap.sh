@@ -9,9 +9,9 @@ VENV="${RESHOOT_VENV:-$REPO/.venv}"
 PYTHON="${PYTHON:-python3}"
 say() { printf '\033[1m[reshoot setup]\033[0m %s\n' "$*" >&2; }
 
-# 1. Debian packages: Mesa's EGL for the sample's headless mesh renderer (pyrender).
+# 1. Debian packages: Mesa's EGL for the sample's headless mesh renderer (pyrender); libusb for open3d.
 missing=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgl1; do
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libusb-1.0-0; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from reshoot.cameras import Cameras
-from reshoot.evaluation import pose_errors
+from reshoot.evaluation import pose_errors, sample_registration_errors
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.register import RegisterConfig, RegistrationError, run_register
 from reshoot.media import write_video
@@ -142,8 +142,7 @@ def _synthetic_register_rows(work: Path) -> list[dict[str, Any]]:
         start = time.perf_counter()
         result = run_register(ws, RegisterConfig(survey=shoot.root / "survey", dynamic=dynamic), force=True)
         took = time.perf_counter() - start
-        estimated = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
-        errors = pose_errors(estimated, shoot.cameras, extent=7.0)  # the set is 7 m across
+        errors = sample_registration_errors(result.path, shoot)  # aligned on set cameras + survey stills
         summary = result.manifest["summary"]
         rows.append({
             "benchmark": f"register synthetic shoot, actor handled by '{dynamic}'",

@@ -148,6 +148,15 @@ class Cameras:
         R, t = self.world_to_camera[:, :3, :3], self.world_to_camera[:, :3, 3]
         return -np.einsum("nji,nj->ni", R, t)
 
+    def resized(self, image_size: np.ndarray) -> Cameras:
+        """The same cameras for images resized to ``image_size`` (exact with the pixel-corner origin).  # [N, 2]"""
+        size = np.asarray(image_size, dtype=np.float64).reshape(len(self), 2)
+        factors = size / self.image_size
+        K = self.K.copy()
+        K[:, 0, :] *= factors[:, :1]
+        K[:, 1, :] *= factors[:, 1:]
+        return Cameras(self.camera_ids, K, self.distortion, self.world_to_camera, size.round().astype(np.int64))
+
     def transform_world(self, similarity: np.ndarray) -> Cameras:
         """The same cameras in a new world ``X' = s R X + t``, given as the 4x4 ``[[s R, t], [0, 1]]``.
 

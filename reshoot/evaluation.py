@@ -10,7 +10,10 @@ rotation error that the orientations themselves did not have (0.02-0.15 deg).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -36,13 +39,16 @@ class PoseErrors:
                 for c, r, e, p in zip(self.camera_ids, self.rotation_deg, self.centre_error, self.centre_error_pct)]
 
 
-def pose_errors(estimated: Cameras, truth: Cameras, extent: float | None = None) -> PoseErrors:
-    """Align ``estimated`` to ``truth`` on the centres of the cameras both hold (3 or more), then compare."""
+def pose_errors(estimated: Cameras, truth: Cameras, extent: float | None = None,
+                report: Sequence[str] | None = None) -> PoseErrors:
+    """Align ``estimated`` to ``truth`` on every camera both hold (3 or more), then compare those in ``report``
+    (default: all shared), e.g. align on set cameras and survey stills, report the set cameras."""
     shared = [c for c in truth.camera_ids if c in estimated.camera_ids]
     if len(shared) < 3:
         raise ValueError(f"pose_errors needs 3 or more cameras in both sets to align them; shared: {shared}")
+    S = align_similarity(estimated.select(shared), truth.select(shared))
+    shared = [c for c in shared if report is None or c in report]
     est, true = estimated.select(shared), truth.select(shared)
-    S = align_similarity(est, true)
     aligned = est.transform_world(S)
     relative = aligned.world_to_camera[:, :3, :3] @ np.transpose(true.world_to_camera[:, :3, :3], (0, 2, 1))
     cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)
@@ -67,3 +73,17 @@ def align_similarity(estimated: Cameras, truth: Cameras) -> np.ndarray:
     S[:3, :3] = scale * R
     S[:3, 3] = truth.centers.mean(axis=0) - scale * R @ estimated.centers.mean(axis=0)
     return S
+
+
+def sample_registration_errors(register_dir: Path, shoot) -> PoseErrors:
+    """A register stage's set cameras against a sample shoot's truth, aligned on set cameras and survey stills.
+
+    ``shoot`` is a :class:`reshoot.sample.SampleShoot`; percentages are of the set's width.
+    """
+    data = json.loads((Path(register_dir) / "cameras.json").read_text())
+    survey = [{**c, "camera_id": "survey" + c["camera_id"].split("/", 1)[1]} for c in data.get("survey", [])]
+    estimated = Cameras.from_json({"cameras": data["cameras"] + survey})
+    truth = Cameras.from_json({"cameras": [c for c in shoot.ground_truth["cameras"] if c["role"] in ("set", "survey")]})
+    bounds = np.array(shoot.ground_truth["set_bounds_m"])
+    return pose_errors(estimated, truth, extent=float(np.ptp(bounds[:, :2], axis=0).max()),
+                       report=shoot.cameras.camera_ids)

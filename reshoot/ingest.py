@@ -275,22 +275,11 @@ def _import_calibration(out: Path, cameras: list[CameraSource], sizes: dict, con
                 f"camera {cam.camera_id!r}: the calibration {calibration.source} is for "
                 f"{int(matched.image_size[i, 0])}x{int(matched.image_size[i, 1])} "
                 f"images but {cam.path} is {cam.width}x{cam.height}; calibrate at the footage's resolution")
-    scaled = _scale_cameras(matched, [sizes[c] for c in matched.camera_ids])
+    scaled = matched.resized(np.array([sizes[c] for c in matched.camera_ids]))
     atomic_write_json(out / "calibration" / "cameras.json", {**scaled.to_json(), "source": calibration.source,
                                                              "kind": calibration.kind, "notes": list(calibration.notes)})
     return {"source": calibration.source, "kind": calibration.kind, "notes": list(calibration.notes),
             "file": "calibration/cameras.json"}
-
-
-def _scale_cameras(cameras, sizes):
-    """Intrinsics for frames resized to ``sizes`` (exact with the pixel-corner origin: K scales)."""
-    from reshoot.cameras import Cameras
-
-    factors = np.array(sizes, dtype=np.float64) / cameras.image_size
-    K = cameras.K.copy()
-    K[:, 0, :] *= factors[:, :1]
-    K[:, 1, :] *= factors[:, 1:]
-    return Cameras(cameras.camera_ids, K, cameras.distortion, cameras.world_to_camera, np.array(sizes))
 
 
 def _truncate(timeline: Timeline, count: int) -> Timeline:

@@ -61,7 +61,7 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
     nothing = run("ingest", "--workspace", str(tmp_path / "ws"))
     assert nothing.returncode == 1 and "at least one camera file" in nothing.stderr
     (tmp_path / "afile").write_text("not a folder")
-    clash = run("demo", "--dir", str(tmp_path / "afile"), "--preset", "tiny")
+    clash = run("demo", "--dir", str(tmp_path / "afile"), "--preset", "small")
     assert clash.returncode == 1 and "afile" in clash.stderr and "Traceback" not in clash.stderr
     assert run("sample", "--preset", "huge").returncode == 2
     status = run("status", "--workspace", str(tmp_path / "nowhere"))
@@ -69,20 +69,22 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
 
 
 def test_demo_makes_the_shoot_and_a_workspace_that_reads_it(tmp_path):
-    result = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "tiny")
+    result = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "small")
     assert result.returncode == 0, result.stderr
     assert "ingest done" in result.stdout and "audio sync against the ground truth" in result.stdout
     errors_ms = [float(line.split("│")[-2].strip().split()[0]) for line in result.stdout.splitlines()
                  if line.count("│") == 5 and line.strip("│ ").startswith("cam") and "ms" in line]
-    assert len(errors_ms) == 2 and max(abs(e) for e in errors_ms) < 1.0
+    assert len(errors_ms) == 3 and max(abs(e) for e in errors_ms) < 1.0
+    assert "registration against the ground truth" in result.stdout
+    assert (tmp_path / "demo" / "workspace" / "register" / "transforms.json").is_file()
     assert len(list((tmp_path / "demo" / "workspace" / "ingest" / "frames" / "cam1").glob("*.png"))) > 0
     info = json.loads((tmp_path / "demo" / "workspace" / "workspace.json").read_text())
-    assert [Path(p).name for p in info["sources"]] == ["cam0.mov", "cam1.mov"]
+    assert [Path(p).name for p in info["sources"]] == ["cam0.mov", "cam1.mov", "cam2.mov"]
     assert Path(info["ground_truth"]).is_file()
-    again = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "tiny")
+    again = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "small")
     assert again.returncode == 0 and "re-used" in again.stdout and "skipped" in again.stdout
     status = run("status", "--workspace", str(tmp_path / "demo" / "workspace"))
-    assert status.returncode == 0 and "complete" in status.stdout and "2 file(s)" in status.stdout
+    assert status.returncode == 0 and "complete" in status.stdout and "3 file(s)" in status.stdout
 
 
 def test_ingest_command_syncs_the_sample(tmp_path, tiny_shoot):

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from reshoot.bench import registered_cameras
 from reshoot.cameras import Cameras, look_at
-from reshoot.evaluation import pose_errors
+from reshoot.evaluation import pose_errors, sample_registration_errors
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.media import write_video
 from reshoot.register import RegisterConfig, RegistrationError, run_register
@@ -23,8 +21,7 @@ from reshoot.sample.scene import ActorMotion, build_actor, build_set
 from reshoot.workspace import Workspace
 
 #: The smallest shoot that registers reliably: 3 cameras at 160x90 and 12 survey stills at 320x180.
-SMALL = replace(PRESETS["tiny"], n_cameras=3, frame_count=6, width=160, height=90, texture_px=256,
-                survey_stills=12, survey_width=320, survey_height=180)
+SMALL = PRESETS["small"]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +41,10 @@ def test_locked_off_cameras_register_with_the_survey(small):
     assert summary["calibration"] == "solve" and summary["mean_reprojection_error_px"] < 1.0
     assert summary["points"] > 200 and summary["mean_track_length"] > 2.5
     estimated = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
-    errors = pose_errors(estimated, shoot.cameras, extent=7.0)
-    assert errors.rotation_deg.max() < 2.0 and errors.centre_error_pct.max() < 5.0  # tiny images: loose bounds
+    errors = sample_registration_errors(result.path, shoot)
+    assert errors.camera_ids == ("cam0", "cam1", "cam2")
+    # 160x90 plates: measured 0.26-0.64 deg and 0.9-4.6 % (deterministic); accuracy is benchmarked at real sizes
+    assert errors.rotation_deg.max() < 2.0 and errors.centre_error_pct.max() < 8.0
     # one COLMAP camera per physical camera, with its own lens estimated (different focal lengths)
     truth_f = shoot.cameras.K[:, 0, 0]
     assert np.all(np.abs(estimated.K[:, 0, 0] - truth_f) / truth_f < 0.10)  # 160x90 images: within 10 %

@@ -35,8 +35,9 @@ class SampleCommand:
 
     out: Path = Path("reshoot-sample")
     """Folder to write (created; must be new, empty, or an earlier sample shoot)."""
-    preset: Literal["default", "tiny"] = "default"
-    """Starting config: `default` (4 cameras, 48 frames, 320x180) or `tiny` (for tests); flags override it."""
+    preset: Literal["default", "small", "tiny"] = "default"
+    """Starting config: `default` (4 cameras, 48 frames, 320x180), `small` (3 cameras at 160x90, still registers)
+    or `tiny` (for tests); flags override it."""
     force: bool = False
     """Render again even if the folder already holds this exact shoot."""
     config: Annotated[SampleConfig, tyro.conf.arg(name="")] = field(default_factory=SampleConfig)
@@ -56,8 +57,8 @@ class DemoCommand:
 
     dir: Path = Path("reshoot-demo")
     """Folder for the demo's footage and workspace."""
-    preset: Literal["default", "tiny"] = "default"
-    """Sample size: `default` (about 30 s on 2 cores) or `tiny`."""
+    preset: Literal["default", "small"] = "default"
+    """Sample size: `default` (about a minute on 2 cores) or `small` (a few seconds, rougher numbers)."""
     force: bool = False
     """Make everything again even if it is up to date."""
 
@@ -74,6 +75,14 @@ class DemoCommand:
         for row in result.sync_check:
             table.add_row(row["camera_id"], f"{row['offset_s']:+.5f} s", f"{row['true_offset_s']:+.5f} s",
                           f"{row['error_ms']:+.3f} ms")
+        out.print(table)
+        _print_register(result.register)
+        table = Table(title="registration against the ground truth (after a similarity alignment)")
+        for col in ("camera", "rotation error", "centre error"):
+            table.add_column(col)
+        for row in result.pose_check:
+            table.add_row(row["camera_id"], f"{row['rotation_deg']:.3f} deg",
+                          f"{row['centre_error'] * 100:.1f} cm ({row['centre_error_pct']:.2f} % of the set)")
         out.print(table)
         out.print(f"workspace: {result.workspace.root}")
         out.print(f"missing shot's ground truth: {shoot.root / 'ground_truth' / 'overhead'}/")

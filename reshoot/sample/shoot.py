@@ -102,9 +102,12 @@ class SampleConfig:
                              f"got {self.shot_start_timecode!r}")
 
 
-#: Named presets: ``default`` for the demo, ``tiny`` for tests.
+#: Named presets: ``default`` for the demo; ``small``, the smallest shoot that registers (a few seconds);
+#: ``tiny`` for tests of stages before registration.
 PRESETS = {
     "default": SampleConfig(),
+    "small": SampleConfig(n_cameras=3, frame_count=6, width=160, height=90, max_lead_s=0.25, texture_px=256,
+                          survey_stills=12, survey_width=320, survey_height=180),
     "tiny": SampleConfig(n_cameras=2, frame_count=8, width=96, height=54, max_lead_s=0.25, texture_px=128,
                          survey_stills=12, survey_width=192, survey_height=108),
 }

@@ -30,7 +30,7 @@ class DemoResult:
 
 
 def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: bool = False) -> DemoResult:
-    """Make the sample shoot in ``root/footage`` and ingest it into the workspace ``root/workspace``.
+    """Make the sample shoot in ``root/footage``, ingest and register it in the workspace ``root/workspace``.
 
     Re-running with the same preset re-uses everything already made (``force`` makes it all again).
     """

@@ -72,8 +72,8 @@ class RegisterConfig:
     calibration, else solve."""
     camera_model: Literal["SIMPLE_RADIAL", "OPENCV"] = "SIMPLE_RADIAL"
     """Lens model estimated per physical camera (SIMPLE_RADIAL: f, cx, cy, k; OPENCV: fx, fy, cx, cy, k1, k2, p1, p2).
-    SIMPLE_RADIAL is steadier when a camera has one image or few small ones: on the sample it gave 0.14 deg where
-    OPENCV gave 0.19 deg; choose OPENCV for strong or asymmetric distortion seen in many images."""
+    SIMPLE_RADIAL is steadier when a camera has one image or few small ones (on the sample: 0.14-0.20 deg worst
+    rotation error over runs, OPENCV 0.15-0.22); choose OPENCV for strong distortion seen in many images."""
     refine_principal_point: bool = False
     """Refine each camera's principal point (COLMAP keeps it at the image centre by default). Worth it for many
     high-resolution photos of one camera: on the Strecha fountain it took the median rotation error from 0.20 to
@@ -91,6 +91,13 @@ class RegisterConfig:
     """Go on when some cameras do not register (they are named); otherwise that is an error."""
     seed: int = 0
     """Seed for COLMAP's random choices, so runs repeat."""
+
+    def __post_init__(self) -> None:
+        if self.plate_frames < 1 or self.frame_step < 1 or self.max_image_size < 32 or not self.init_min_tri_angle_deg > 0:
+            raise ValueError(
+                f"RegisterConfig: plate_frames and frame_step must be >= 1, max_image_size >= 32 and "
+                f"init_min_tri_angle_deg > 0; got {self.plate_frames}, {self.frame_step}, {self.max_image_size}, "
+                f"{self.init_min_tri_angle_deg}")
 
 
 def run_register(workspace: Workspace, config: RegisterConfig = RegisterConfig(), force: bool = False) -> StageResult:
@@ -123,9 +130,8 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
         if mode == "triangulate":
             rec = _triangulate(pycolmap, database, image_dir, ctx.out_dir / "sparse" / "0", known, model, config)
         else:
-            if mode == "prior":
-                _set_prior_intrinsics(pycolmap, database, known, model)
-            rec = _map(pycolmap, database, image_dir, ctx.out_dir / "sparse", config)
+            constant = _set_prior_intrinsics(pycolmap, database, known, model) if mode == "prior" else set()
+            rec = _map(pycolmap, database, image_dir, ctx.out_dir / "sparse", config, constant)
     per_camera = _check_registered(pycolmap, database, rec, images, config)
     with ctx.timer("outputs"):
         normalise = _normalisation(rec, images)
@@ -144,8 +150,8 @@ def _prepare_images(out: Path, ingest: Path, footage: dict, config: RegisterConf
 
     Plates 240 to 960 pixels wide are doubled for feature extraction when intrinsics are solved, and the
     intrinsics mapped back to the frames' pixels afterwards. Measured on the sample: at 320x180 the worst
-    rotation error went from about 0.22 to 0.14 deg; at 160x90 doubling made one camera worse (centre error
-    4.6 % -> 9.6 % of the set), so smaller plates are left as they are.
+    rotation error went from 0.22-0.25 deg to 0.14-0.20 deg over runs; at 160x90 doubling made one camera
+    worse (centre error 4.6 % -> 9.6 % of the set), so smaller plates are left as they are.
     """
     images: dict[str, dict] = {}
     layout = footage["frames"]["layout"]
@@ -231,7 +237,8 @@ def _match(pycolmap, database: Path, image_count: int, config: RegisterConfig) -
         pycolmap.match_exhaustive(database, device=pycolmap.Device.cpu)
 
 
-def _map(pycolmap, database: Path, image_dir: Path, out: Path, config: RegisterConfig):
+def _map(pycolmap, database: Path, image_dir: Path, out: Path, config: RegisterConfig, constant: set[int]):
+    """COLMAP mapping; ``constant``: COLMAP camera ids whose intrinsics stay as given (imported priors)."""
     out.mkdir(parents=True, exist_ok=True)
     if config.mapper == "global":
         models = pycolmap.global_mapping(database, image_dir, out / "tmp")
@@ -240,9 +247,7 @@ def _map(pycolmap, database: Path, image_dir: Path, out: Path, config: RegisterC
         options.random_seed = config.seed
         options.mapper.init_min_tri_angle = config.init_min_tri_angle_deg
         options.ba_refine_principal_point = config.refine_principal_point
-        if config.calibration == "prior":
-            options.ba_refine_focal_length = options.ba_refine_principal_point = False
-            options.ba_refine_extra_params = False
+        options.constant_cameras = constant  # imported lenses stay; survey stills' lens is still solved
         models = pycolmap.incremental_mapping(database, image_dir, out / "tmp", options)
     if not models:
         raise RegistrationError(_nothing_registered(pycolmap, database))
@@ -280,13 +285,21 @@ def _triangulate(pycolmap, database: Path, image_dir: Path, out: Path, known: Ca
     # COLMAP drops points seen by only two images by default; with a few fixed cameras those are most points
     options.triangulation.ignore_two_view_tracks = False
     rec = pycolmap.triangulate_points(rec, database, image_dir, out, options=options)
+    if rec.num_points3D() == 0:
+        inliers = _pair_inliers(pycolmap, database)
+        best = max(inliers.values(), default=0)
+        raise RegistrationError(
+            f"triangulating with the imported calibration made no points: the cameras share at most {best} verified "
+            "matches. Check the calibration is for this footage (same cameras, same resolution), or, if the cameras "
+            "are far apart, use --calibration solve with set survey stills (--survey).")
     rec.write(out)
     return rec
 
 
-def _set_prior_intrinsics(pycolmap, database: Path, known: Cameras, model: str) -> None:
-    """Put the imported intrinsics in the database as priors for the cameras they belong to."""
+def _set_prior_intrinsics(pycolmap, database: Path, known: Cameras, model: str) -> set[int]:
+    """Put the imported intrinsics in the database; returns the COLMAP camera ids that got them."""
     db = pycolmap.Database.open(database)
+    constant = set()
     try:
         for image in db.read_all_images():
             camera_id = image.name.split("/")[0]
@@ -294,8 +307,10 @@ def _set_prior_intrinsics(pycolmap, database: Path, known: Cameras, model: str) 
                 camera = known.colmap_camera(known.index(camera_id), image.camera_id, model)
                 camera.has_prior_focal_length = True
                 db.update_camera(camera)
+                constant.add(image.camera_id)
     finally:
         db.close()
+    return constant
 
 
 def _known_calibration(ingest: Path, footage: dict, config: RegisterConfig) -> Cameras | None:
@@ -317,6 +332,10 @@ def _check_registered(pycolmap, database: Path, rec, images: dict, config: Regis
         row["registered"] += name in registered
     failed = [c for c, row in per_camera.items() if c != _SURVEY and row["registered"] == 0]
     if len(failed) == len([c for c in per_camera if c != _SURVEY]):
+        survey = per_camera.get(_SURVEY, {}).get("registered", 0)
+        if survey:
+            raise RegistrationError(f"no set camera registered, though {survey} survey stills did. "
+                                    + _explain(pycolmap, database, failed))
         raise RegistrationError(_nothing_registered(pycolmap, database))
     if failed:
         message = _explain(pycolmap, database, failed)
@@ -357,7 +376,8 @@ def _explain(pycolmap, database: Path, failed: list[str]) -> str:
         parts.append(f"camera {camera_id!r} did not register: its most verified matches are {seen} (COLMAP needs "
                      "a few dozen, well spread)")
     return ("; ".join(parts) + ". Likely causes: it sees too little of what the others see, or too little texture. "
-            "Add set survey stills (--survey) that see what it sees, or import its calibration at ingest.")
+            "Add set survey stills (--survey) that see what it sees; if the whole rig is calibrated, import the "
+            "calibration at ingest (--calibration) instead.")
 
 
 def _nothing_registered(pycolmap, database: Path) -> str:

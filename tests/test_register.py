@@ -163,7 +163,26 @@ def test_failures_name_the_cameras_and_why(small, tmp_path):
         run_register(lonely, RegisterConfig())  # three cameras far apart and no survey
     with pytest.raises(RegistrationError, match="needs a calibration imported by ingest"):
         run_register(lonely, RegisterConfig(calibration="triangulate"))
+    with pytest.raises(ValueError, match="frame_step must be >= 1"):
+        RegisterConfig(frame_step=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(Exception, match="ingest"):
             run_register(Workspace(tmp_path / "empty"))  # nothing ingested yet
+
+
+def test_known_calibration_of_cameras_far_apart(small, tmp_path):
+    """Triangulating three cameras 120 degrees apart finds no shared points: a clear error, not an empty model;
+    priors with the survey still work (the survey's own lens is solved, the imported ones are held)."""
+    shoot, _, _ = small
+    calibration = tmp_path / "cameras.json"
+    calibration.write_text(json.dumps(shoot.cameras.to_json()))
+    ws = Workspace(tmp_path / "ws")
+    run_ingest(ws, list(shoot.videos.values()), IngestConfig(sync="timecode", calibration=calibration))
+    with pytest.raises(RegistrationError, match="made no points.*--survey"):
+        run_register(ws, RegisterConfig(survey=shoot.root / "survey"))
+    prior = run_register(ws, RegisterConfig(survey=shoot.root / "survey", calibration="prior"))
+    kept = Cameras.from_json(json.loads((prior.path / "cameras.json").read_text()))
+    assert kept.camera_ids == ("cam0", "cam1", "cam2")
+    np.testing.assert_allclose(kept.K, shoot.cameras.K, rtol=1e-9)
+    assert sample_registration_errors(prior.path, shoot).rotation_deg.max() < 2.0

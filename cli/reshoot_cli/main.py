@@ -52,8 +52,8 @@ class SampleCommand:
 
 @dataclass
 class DemoCommand:
-    """Run the main job on the built-in sample: make the shoot in DIR/footage, then ingest it into the
-    workspace DIR/workspace (synced by its audio) and check the sync against the ground truth."""
+    """Run the main job on the built-in sample: make the shoot in DIR/footage, ingest it into the workspace
+    DIR/workspace (synced by its audio), register its cameras, and check both against the ground truth."""
 
     dir: Path = Path("reshoot-demo")
     """Folder for the demo's footage and workspace."""

@@ -194,7 +194,7 @@ def _caliscope_register_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
     if not clips.is_dir():
         return [{"benchmark": "register caliscope 4 cameras", "result": f"skipped: {folder} absent", "pass": None}]
     rows = []
-    for mode in ("solve", "triangulate"):
+    for mode in ("solve", "prior", "triangulate"):
         ws = Workspace(work / f"ws-caliscope-register-{mode}")
         run_ingest(ws, sorted(clips.glob("cam_*.mp4")), IngestConfig(
             sync="none", image_format="jpg", calibration=folder / "post_optimization" / "camera_array.toml"))
@@ -208,7 +208,7 @@ def _caliscope_register_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
                          "target": "measured", "pass": False})
             continue
         summary = result.manifest["summary"]
-        if mode == "solve":
+        if mode in ("solve", "prior"):
             estimated = Cameras.from_json(json.loads((result.path / "cameras.json").read_text()))
             if len(estimated) >= 3:
                 errors = pose_errors(estimated, known)
@@ -216,7 +216,7 @@ def _caliscope_register_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
                         f"centre max {errors.centre_error_pct.max():.1f} % of the rig")
             else:
                 text = f"only {len(estimated)}/4 cameras registered: {summary['registered_cameras']}"
-            rows.append({"benchmark": "register caliscope by SfM, against its imported calibration", "result": text,
+            rows.append({"benchmark": f"register caliscope by SfM ({mode}), against its imported calibration", "result": text,
                          "detail": f"reprojection {summary['mean_reprojection_error_px']:.2f} px, {summary['points']} points",
                          "target": "measured", "pass": len(estimated) == 4})
         else:

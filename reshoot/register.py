@@ -43,6 +43,7 @@ from reshoot.workspace import StageContext, StageResult, Workspace
 _VERSION = 1
 _SURVEY = "survey"
 _MOTION_THRESHOLD = 24  # a pixel differing from the plate by more than this (0-255, any channel) moved
+_FEW_IMAGES = 10  # fewer registration images than this: COLMAP's large-collection defaults are relaxed
 _UPSAMPLE_WIDTHS_PX = (240, 960)  # plates this wide are doubled for feature extraction (see _prepare_images)
 
 
@@ -131,7 +132,7 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
             rec = _triangulate(pycolmap, database, image_dir, ctx.out_dir / "sparse" / "0", known, model, config)
         else:
             constant = _set_prior_intrinsics(pycolmap, database, known, model) if mode == "prior" else set()
-            rec = _map(pycolmap, database, image_dir, ctx.out_dir / "sparse", config, constant)
+            rec = _map(pycolmap, database, image_dir, ctx.out_dir / "sparse", config, constant, len(images))
     per_camera = _check_registered(pycolmap, database, rec, images, config)
     with ctx.timer("outputs"):
         normalise = _normalisation(rec, images)
@@ -237,7 +238,8 @@ def _match(pycolmap, database: Path, image_count: int, config: RegisterConfig) -
         pycolmap.match_exhaustive(database, device=pycolmap.Device.cpu)
 
 
-def _map(pycolmap, database: Path, image_dir: Path, out: Path, config: RegisterConfig, constant: set[int]):
+def _map(pycolmap, database: Path, image_dir: Path, out: Path, config: RegisterConfig, constant: set[int],
+         image_count: int):
     """COLMAP mapping; ``constant``: COLMAP camera ids whose intrinsics stay as given (imported priors)."""
     out.mkdir(parents=True, exist_ok=True)
     if config.mapper == "global":
@@ -248,6 +250,11 @@ def _map(pycolmap, database: Path, image_dir: Path, out: Path, config: RegisterC
         options.mapper.init_min_tri_angle = config.init_min_tri_angle_deg
         options.ba_refine_principal_point = config.refine_principal_point
         options.constant_cameras = constant  # imported lenses stay; survey stills' lens is still solved
+        if image_count < _FEW_IMAGES:
+            # COLMAP's defaults suit large photo collections: models under 10 images are dropped, and points seen
+            # by only two images are not made, so a first pair of a 4-camera rig ends "bad" with no points.
+            options.min_model_size = 2
+            options.triangulation.ignore_two_view_tracks = False
         models = pycolmap.incremental_mapping(database, image_dir, out / "tmp", options)
     if not models:
         raise RegistrationError(_nothing_registered(pycolmap, database))

@@ -20,7 +20,7 @@ from reshoot.cameras import Cameras, look_at
 from reshoot.demo import DemoResult, run_demo
 from reshoot.footage import CameraSource, FootageError, probe_source
 from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.register import RegisterConfig, RegistrationError, run_register
+from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
 from reshoot.sync import SyncError
 from reshoot.workspace import STAGE_DESCRIPTIONS, STAGES, StageContext, StageError, StageResult, Workspace
@@ -38,5 +38,5 @@ __all__ = [
     "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "RegisterConfig", "RegistrationError",
     "SyncError", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
-    "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "run_demo", "run_ingest", "run_register",
+    "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "read_frame_poses", "run_demo", "run_ingest", "run_register",
 ]

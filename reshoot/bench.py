@@ -19,7 +19,7 @@ import numpy as np
 from reshoot.cameras import Cameras
 from reshoot.evaluation import pose_errors, sample_registration_errors
 from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.register import RegisterConfig, RegistrationError, run_register
+from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.media import write_video
 from reshoot.sample import PRESETS, load_sample_shoot, make_sample_shoot
 from reshoot.workspace import Workspace
@@ -119,20 +119,6 @@ def bench_register(data: Path = DEFAULT_DATA, work: Path | None = None) -> list[
     return rows
 
 
-def registered_cameras(register_dir: Path) -> Cameras:
-    """Every frame with a pose in a register stage's cameras.json, as ``<camera>/<frame:06d>`` ids."""
-    data = json.loads((Path(register_dir) / "cameras.json").read_text())
-    intrinsics = Cameras.from_json(data)
-    ids, poses, rows = [], [], []
-    for camera_id, frames in data["frame_poses"].items():
-        for entry in frames:
-            ids.append(f"{camera_id}/{entry['frame']:06d}")
-            poses.append(entry["world_to_camera"])
-            rows.append(intrinsics.index(camera_id))
-    return Cameras(tuple(ids), intrinsics.K[rows], intrinsics.distortion[rows], np.array(poses),
-                   intrinsics.image_size[rows])
-
-
 def _synthetic_register_rows(work: Path) -> list[dict[str, Any]]:
     shoot = make_sample_shoot(work / "sample-default", PRESETS["default"])
     ws = Workspace(work / "ws-register-synthetic")
@@ -180,7 +166,7 @@ def _strecha_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
     start = time.perf_counter()
     result = run_register(ws, RegisterConfig(camera_motion="moving", refine_principal_point=True), force=True)
     took = time.perf_counter() - start
-    errors = pose_errors(registered_cameras(result.path), _strecha_truth(folder))
+    errors = pose_errors(read_frame_poses(result.path), _strecha_truth(folder))
     return [{"benchmark": "register Strecha fountain P11 (11 photos, laser-scan truth)",
              "result": f"{len(errors.camera_ids)}/11 views; rotation median {np.median(errors.rotation_deg):.3f} deg, "
                        f"centre median {np.median(errors.centre_error_pct):.3f} % of the camera extent",

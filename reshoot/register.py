@@ -113,7 +113,7 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
     pycolmap.logging.minloglevel = 2
     ingest = ctx.workspace.stage_dir("ingest")
     footage = json.loads((ingest / "footage.json").read_text())
-    known = _known_calibration(ingest, footage, config)
+    known = _known_calibration(ingest)
     mode = config.calibration if config.calibration != "auto" else ("triangulate" if known else "solve")
     if mode in ("prior", "triangulate") and known is None:
         raise RegistrationError(f"--calibration {mode} needs a calibration imported by ingest (ingest --calibration "
@@ -320,7 +320,7 @@ def _set_prior_intrinsics(pycolmap, database: Path, known: Cameras, model: str) 
     return constant
 
 
-def _known_calibration(ingest: Path, footage: dict, config: RegisterConfig) -> Cameras | None:
+def _known_calibration(ingest: Path) -> Cameras | None:
     path = ingest / "calibration" / "cameras.json"
     if not path.is_file():
         return None
@@ -449,8 +449,9 @@ def _write_outputs(out: Path, rec, images: dict, footage: dict, normalise: np.nd
     first = {}
     for name in set_names:  # one entry per physical camera: its intrinsics and its first registered pose
         first.setdefault(images[name]["camera_id"], world.index(name.rsplit(".", 1)[0]))
-    set_cameras = Cameras(tuple(first), world.K[list(first.values())], world.distortion[list(first.values())],
-                          world.world_to_camera[list(first.values())], world.image_size[list(first.values())])
+    rows = list(first.values())
+    set_cameras = Cameras(tuple(first), world.K[rows], world.distortion[rows], world.world_to_camera[rows],
+                          world.image_size[rows])
     points = np.array([p.xyz for p in rec.points3D.values()]).reshape(-1, 3)
     colors = np.array([p.color for p in rec.points3D.values()], dtype=np.uint8).reshape(-1, 3)
     points_world = points @ normalise[:3, :3].T + normalise[:3, 3]
@@ -470,6 +471,20 @@ def _write_outputs(out: Path, rec, images: dict, footage: dict, normalise: np.nd
     save_png(top_view(set_cameras, points_world, secondary=world.select(survey_ids), title=title), out / "preview.png")
     return {"registered_cameras": list(first), "survey_registered": len(survey_ids), "frames_with_pose": len(ids),
             "colmap_to_world": normalise.tolist()}
+
+
+def read_frame_poses(register_dir: Path) -> Cameras:
+    """Every frame with a pose in a register stage's ``cameras.json``, with ids ``<camera>/<frame:06d>``."""
+    data = json.loads((Path(register_dir) / "cameras.json").read_text())
+    intrinsics = Cameras.from_json(data)
+    ids, poses, rows = [], [], []
+    for camera_id, frames in data["frame_poses"].items():
+        for entry in frames:
+            ids.append(f"{camera_id}/{entry['frame']:06d}")
+            poses.append(entry["world_to_camera"])
+            rows.append(intrinsics.index(camera_id))
+    return Cameras(tuple(ids), intrinsics.K[rows], intrinsics.distortion[rows], np.array(poses).reshape(-1, 4, 4),
+                   intrinsics.image_size[rows])
 
 
 def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reshoot.bench import registered_cameras
 from reshoot.cameras import Cameras, look_at
 from reshoot.evaluation import pose_errors, sample_registration_errors
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.media import write_video
-from reshoot.register import RegisterConfig, RegistrationError, run_register
+from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.sample.render import MeshRenderer
 from reshoot.sample.scene import ActorMotion, build_actor, build_set
@@ -136,7 +135,7 @@ def test_a_moving_camera_gets_one_pose_per_frame(tmp_path):
     run_ingest(ws, [tmp_path / "dolly.mov"], IngestConfig(sync="none"))
     # ten 320x180 frames constrain OPENCV's extra lens terms poorly (0.7 deg at the ends); SIMPLE_RADIAL holds
     result = run_register(ws, RegisterConfig(camera_motion="moving", camera_model="SIMPLE_RADIAL"))
-    estimated = registered_cameras(result.path)
+    estimated = read_frame_poses(result.path)
     assert len(estimated) == 10
     errors = pose_errors(estimated, truth)
     assert errors.rotation_deg.max() < 0.5 and errors.centre_error_pct.max() < 2.0

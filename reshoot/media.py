@@ -106,30 +106,16 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
 
 
 def probe_video(path: Path) -> dict[str, Any]:
-    """What a camera file holds: frame count, rate, size, duration, audio and start timecode."""
-    av = require("av", "pip install av")
-    path = Path(path)
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as exc:
-        raise ValueError(f"{path}: cannot be read as video ({exc}); check the file is complete") from exc
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream")
-        video = container.streams.video[0]
-        audio = container.streams.audio[0] if container.streams.audio else None
-        frames = video.frames or sum(1 for _ in container.demux(video) if _.size)
-        timecode = video.metadata.get("timecode") or container.metadata.get("timecode")
-        for stream in container.streams.data:
-            timecode = timecode or stream.metadata.get("timecode")
-        return {
-            "path": str(path),
-            "frame_count": int(frames),
-            "fps": Fraction(video.average_rate) if video.average_rate else None,
-            "width": video.codec_context.width,
-            "height": video.codec_context.height,
-            "codec": video.codec_context.name,
-            "audio_sample_rate_hz": audio.rate if audio else None,
-            "audio_channels": audio.channels if audio else 0,
-            "start_timecode": timecode,
-        }
+    """What a camera file holds: frame count, rate, size, codec, audio and start timecode.
+
+    A summary of :func:`reshoot.footage.probe_source`, which does the probing.
+    """
+    from reshoot.footage import probe_source
+
+    source = probe_source(Path(path))
+    return {
+        "path": str(source.path), "frame_count": source.frame_count, "fps": source.fps,
+        "width": source.width, "height": source.height, "codec": source.codec,
+        "audio_sample_rate_hz": source.audio_rate_hz, "audio_channels": source.audio_channels,
+        "start_timecode": source.start_timecode,
+    }

@@ -159,7 +159,7 @@ def _prepare_images(out: Path, ingest: Path, footage: dict, config: RegisterConf
     count = footage["timeline"]["frame_count"]
     for cam in footage["cameras"]:
         camera_id = cam["camera_id"]
-        frame_path = lambda k: ingest / layout.replace("<camera>", camera_id).replace("<frame:06d>", f"{k:06d}")
+        frame_path = lambda k: ingest / _frame_file(layout, camera_id, k)
         available = [k for k in range(count) if frame_path(k).is_file()]
         if not available:
             raise RegistrationError(f"camera {camera_id!r} has no extracted frames in {ingest / 'frames'}; re-run ingest")
@@ -195,6 +195,11 @@ def _prepare_images(out: Path, ingest: Path, footage: dict, config: RegisterConf
                 height, width = read_image(out / "images" / name).shape[:2]
                 save_png(np.full((height, width), 255, np.uint8), mask)
     return images
+
+
+def _frame_file(layout: str, camera_id: str, frame_idx: int) -> str:
+    """An ingested frame's path inside WS/ingest, from footage.json's layout ``frames/<camera>/<frame:06d>.png``."""
+    return layout.replace("<camera>", camera_id).replace("<frame:06d>", f"{frame_idx:06d}")
 
 
 def _upsampled(image: np.ndarray, scale: int) -> np.ndarray:
@@ -441,7 +446,7 @@ def _write_outputs(out: Path, rec, images: dict, footage: dict, normalise: np.nd
         for k in info["frames"]:
             poses.setdefault(info["camera_id"], []).append({"frame": k, "world_to_camera": world.world_to_camera[idx].tolist()})
             ids.append(f"{info['camera_id']}/{k:06d}")
-            file_paths.append(f"../ingest/frames/{info['camera_id']}/{k:06d}.{footage['frames']['layout'].rsplit('.', 1)[1]}")
+            file_paths.append(f"../ingest/{_frame_file(footage['frames']['layout'], info['camera_id'], k)}")
             frame_entries.append(idx)
             times.append(times_s[k])
     per_frame = Cameras(tuple(ids), world.K[frame_entries], world.distortion[frame_entries],

@@ -19,7 +19,9 @@ the manifest maps COLMAP's world to it.
 
 Dynamic content: locked-off cameras register from clean plates, and pixels that changed across the
 sampled frames are masked out of feature extraction (``dynamic="plate"``); ``"mask"`` uses one frame
-with that mask, ``"none"`` one raw frame, relying on RANSAC alone (for comparison).
+with that mask, ``"none"`` one raw frame, relying on RANSAC alone (for comparison). ``"instants"`` also
+uses what moves, matched between cameras at the same instant (``reshoot.instants``), written under
+``instants/``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from reshoot._deps import require
 from reshoot.atomic import atomic_write_json
 from reshoot.cameras import Cameras
 from reshoot.footage import IMAGE_SUFFIXES, read_image
+from reshoot.instants import INSTANTS_DIR, pool_instants
 from reshoot.progress import track
 from reshoot.viz import save_png, top_view
 from reshoot.workspace import StageContext, StageResult, Workspace
 
-_VERSION = 1
+_VERSION = 2
 _SURVEY = "survey"
 _MOTION_THRESHOLD = 24  # a pixel differing from the plate by more than this (0-255, any channel) moved
 _FEW_IMAGES = 10  # fewer registration images than this: COLMAP's large-collection defaults are relaxed
@@ -58,9 +61,11 @@ class RegisterConfig:
     camera_motion: Literal["locked", "moving"] = "locked"
     """locked: each camera has one pose for the whole shot (set cameras); moving: one pose per frame (dolly,
     handheld), matched sequentially."""
-    dynamic: Literal["plate", "mask", "none"] = "plate"
+    dynamic: Literal["plate", "mask", "none", "instants"] = "plate"
     """Locked-off cameras: register from a clean plate with the moving actor masked (plate), one frame with the
-    actor masked (mask), or one raw frame (none: RANSAC alone rejects the actor)."""
+    actor masked (mask), or one raw frame (none: RANSAC alone rejects the actor). instants: the plate, plus what
+    moved matched between cameras at the same instant of the plate frames (needs synced footage); for rigs that
+    share little static background, e.g. a calibration board waved in a plain room."""
     plate_frames: int = 9
     """Frames sampled across the shot for each locked-off camera's clean plate and motion mask."""
     frame_step: int = 1
@@ -94,6 +99,8 @@ class RegisterConfig:
     """Seed for COLMAP's random choices, so runs repeat."""
 
     def __post_init__(self) -> None:
+        if self.dynamic == "instants" and self.camera_motion != "locked":
+            raise ValueError("RegisterConfig: dynamic='instants' is for locked-off cameras (camera_motion='locked')")
         if self.plate_frames < 1 or self.frame_step < 1 or self.max_image_size < 32 or not self.init_min_tri_angle_deg > 0:
             raise ValueError(
                 f"RegisterConfig: plate_frames and frame_step must be >= 1, max_image_size >= 32 and "
@@ -127,6 +134,9 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
         _extract(pycolmap, database, image_dir, ctx.out_dir / "masks", config.max_image_size, model)
     with ctx.timer("matching"):
         _match(pycolmap, database, len(images), config)
+        instants = None
+        if (ctx.out_dir / INSTANTS_DIR).is_dir():
+            instants = pool_instants(pycolmap, database, ctx.out_dir / INSTANTS_DIR, model)
     with ctx.timer("mapping"):
         if mode == "triangulate":
             rec = _triangulate(pycolmap, database, image_dir, ctx.out_dir / "sparse" / "0", known, model, config)
@@ -138,7 +148,7 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
         normalise = _normalisation(rec, images)
         summary = _write_outputs(ctx.out_dir, rec, images, footage, normalise, config)
     shutil.rmtree(ctx.out_dir / "sparse" / "tmp", ignore_errors=True)
-    return {**summary, "calibration": mode, "cameras": per_camera,
+    return {**summary, "calibration": mode, "cameras": per_camera, "instant_matches": instants,
             "mean_reprojection_error_px": float(rec.compute_mean_reprojection_error()),
             "mean_track_length": float(rec.compute_mean_track_length()), "points": int(rec.num_points3D())}
 
@@ -172,12 +182,19 @@ def _prepare_images(out: Path, ingest: Path, footage: dict, config: RegisterConf
         picks = sorted({available[int(i)] for i in np.linspace(0, len(available) - 1, max(1, config.plate_frames))})
         frames = np.stack([read_image(frame_path(k)) for k in picks])
         name = f"{camera_id}/plate.png"
-        image, moved = _plate(frames, config.dynamic)
+        image, moved_each = _plate(frames, config.dynamic)
+        moved = moved_each.any(axis=0) if moved_each is not None else None
         low, high = _UPSAMPLE_WIDTHS_PX
         scale = 2 if upsample_small and low <= image.shape[1] < high else 1
         save_png(_upsampled(image, scale), out / "images" / name)
         if moved is not None:
             save_png(_upsampled(np.where(moved, 0, 255).astype(np.uint8), scale), out / "masks" / f"{name}.png")
+        if config.dynamic == "instants" and moved_each is not None:
+            for k, frame, mask in zip(picks, frames, moved_each):
+                instant = out / INSTANTS_DIR / "images" / camera_id / f"{k:06d}.png"
+                save_png(_upsampled(frame, scale), instant)
+                save_png(_upsampled(np.where(mask, 255, 0).astype(np.uint8), scale),
+                         out / INSTANTS_DIR / "masks" / camera_id / f"{k:06d}.png.png")
         images[name] = {"camera_id": camera_id, "frames": available, "role": "set", "scale": scale,
                         "moving_fraction": float(moved.mean()) if moved is not None else 0.0}
     if config.survey:
@@ -210,14 +227,18 @@ def _upsampled(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _plate(frames: np.ndarray, dynamic: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The registration image of a locked-off camera and where things moved.  # [H, W, 3], [H, W] bool"""
+    """The registration image of a locked-off camera and where each frame differs from the clean plate.
+
+    Returns the image [H, W, 3] and the motion masks [F, H, W] bool (None for ``dynamic="none"``).
+    """
     cv2 = require("cv2", "pip install 'opencv-python-headless<5'")
     plate = np.median(frames, axis=0).astype(np.uint8)
     if dynamic == "none" or len(frames) < 3:
         return frames[len(frames) // 2], None
-    moved = (np.abs(frames.astype(np.int16) - plate.astype(np.int16)).max(axis=(0, 3)) > _MOTION_THRESHOLD)
-    moved = cv2.dilate(moved.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
-    return (plate if dynamic == "plate" else frames[len(frames) // 2]), moved
+    moved = np.abs(frames.astype(np.int16) - plate.astype(np.int16)).max(axis=3) > _MOTION_THRESHOLD
+    kernel = np.ones((7, 7), np.uint8)
+    moved = np.stack([cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in moved])
+    return (frames[len(frames) // 2] if dynamic == "mask" else plate), moved
 
 
 # ---- COLMAP -------------------------------------------------------------------------------------------------
@@ -398,7 +419,9 @@ def _nothing_registered(pycolmap, database: Path) -> str:
     seen = "; ".join(f"{a} and {b}: {n}" for n, a, b in best) or "no camera pair matched at all"
     return ("no camera registered: COLMAP found no pair of views to start from (most verified matches between "
             f"cameras: {seen}). Cameras far apart share too little: add set survey stills (--survey), or import a "
-            "known calibration at ingest and use --calibration triangulate.")
+            "known calibration at ingest and use --calibration triangulate. If much of each view moves (actors, a "
+            "calibration board) and the footage is synced, --dynamic instants matches what moves between cameras "
+            "at the same instant.")
 
 
 # ---- the normalised world and the outputs -------------------------------------------------------------------

@@ -9,7 +9,12 @@ Quick start::
     ws = reshoot.Workspace("my-shoot")                            # stages write folders + manifests here
 """
 
+import os as _os
 from importlib import metadata as _metadata
+
+# OpenMP threads that spin-wait make torch 10-30x slower when another process shares the cores (measured on
+# 2-core machines): let them sleep. Read once, when torch first loads, so set it before any torch import.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Load Pillow and OpenCV before anything can import pycolmap: see reshoot._deps.LOAD_FIRST.
 import cv2 as _cv2  # noqa: F401
@@ -20,6 +25,7 @@ from reshoot.cameras import Cameras, look_at
 from reshoot.demo import DemoResult, run_demo
 from reshoot.footage import CameraSource, FootageError, probe_source
 from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.reconstruct import ReconstructConfig, ReconstructError, load_scene, run_reconstruct
 from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
 from reshoot.sync import SyncError
@@ -32,11 +38,13 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 #: Errors that mean "the user asked for something that cannot be done as asked"; the CLI prints them
 #: without a traceback.
-ReshootError = (StageError, MissingDependencyError, RegistrationError)
+ReshootError = (StageError, MissingDependencyError, RegistrationError, ReconstructError)
 
 __all__ = [
-    "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "RegisterConfig", "RegistrationError",
+    "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "ReconstructConfig", "ReconstructError",
+    "RegisterConfig", "RegistrationError",
     "SyncError", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
     "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "read_frame_poses", "run_demo", "run_ingest", "run_register",
+    "load_scene", "run_reconstruct",
 ]

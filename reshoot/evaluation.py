@@ -87,3 +87,38 @@ def sample_registration_errors(register_dir: Path, shoot) -> PoseErrors:
     bounds = np.array(shoot.ground_truth["set_bounds_m"])
     return pose_errors(estimated, truth, extent=float(np.ptp(bounds[:, :2], axis=0).max()),
                        report=shoot.cameras.camera_ids)
+
+
+@dataclass(frozen=True)
+class SampleTruthView:
+    """A sample shoot's ground-truth camera (e.g. the overhead one) placed in a workspace's registered world."""
+
+    camera: Cameras  # one camera, in the register stage's normalised world
+    frames: dict[int, Path]  # ingested frame index -> the ground-truth image filmed at that instant
+
+
+def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead") -> SampleTruthView:
+    """The sample's ``role`` camera in the workspace's registered world, and its frames on the ingest timeline.
+
+    The registered world is aligned to the sample's with the similarity fitted on the set cameras and survey
+    stills (:func:`sample_registration_errors`); ingested frame ``j`` is at world time
+    ``timeline.times_s[j] + start_offset_s(reference camera)``, and ground-truth frame ``k`` at ``k / fps``.
+    """
+    root = Path(workspace_root)
+    footage = json.loads((root / "ingest" / "footage.json").read_text())
+    truth_from_est = sample_registration_errors(root / "register", shoot).truth_from_estimated
+    cameras = [c for c in shoot.ground_truth["cameras"] if c["role"] == role]
+    if not cameras:
+        raise ValueError(f"the sample has no {role!r} camera; roles: "
+                         f"{sorted({c['role'] for c in shoot.ground_truth['cameras']})}")
+    camera = Cameras.from_json({"cameras": cameras[:1]}).transform_world(np.linalg.inv(truth_from_est))
+    starts = {c["camera_id"]: c["start_offset_s"] for c in shoot.ground_truth["cameras"] if c["role"] == "set"}
+    world_start = starts[footage["reference"]]
+    fps, count = shoot.ground_truth["fps"], shoot.ground_truth["shot"]["frame_count"]
+    folder = shoot.root / "ground_truth" / role
+    frames = {}
+    for j, shoot_s in enumerate(footage["timeline"]["times_s"]):
+        k = int(round((shoot_s + world_start) * fps))
+        if 0 <= k < count and abs((shoot_s + world_start) * fps - k) < 0.25 and (folder / f"{k:06d}.png").is_file():
+            frames[j] = folder / f"{k:06d}.png"
+    return SampleTruthView(camera, frames)

@@ -55,7 +55,10 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     bad = run("sample", "--out", str(tmp_path / "x"), "--width", "33")
     assert bad.returncode == 1 and "width must be even" in bad.stderr and "Traceback" not in bad.stderr
-    assert run("reconstruct").returncode == 2  # a stage of a later release
+    assert run("guide").returncode == 2  # a stage of a later release
+    reshoot.Workspace(tmp_path / "empty-ws")
+    early = run("reconstruct", "--workspace", str(tmp_path / "empty-ws"))
+    assert early.returncode == 1 and "reshoot ingest" in early.stderr and "Traceback" not in early.stderr
     missing = run("register", "--workspace", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "reshoot ingest" in missing.stderr and not (tmp_path / "nowhere").exists()
     nothing = run("ingest", "--workspace", str(tmp_path / "ws"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.table import Table
 import reshoot
 from reshoot import bench
 from reshoot.ingest import IngestConfig
+from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
 
@@ -169,22 +171,59 @@ def _print_register(result) -> None:
 
 
 @dataclass
+class ReconstructCommand:
+    """Reconstruct: train a dynamic Gaussian-splat scene of the shot (the set and the moving actor) on the registered
+    footage, writing WS/reconstruct: scene.pt, 3DGS .ply files and a preview; --holdout CAMERA evaluates a left-out
+    camera."""
+
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder, already registered."""
+    force: bool = False
+    """Run again even if the inputs and options are unchanged."""
+    config: Annotated[ReconstructConfig, tyro.conf.arg(name="")] = field(default_factory=ReconstructConfig)
+
+    def run(self) -> None:
+        ws = _existing_workspace(self.workspace)
+        result = reshoot.run_reconstruct(ws, self.config, force=self.force)
+        summary = result.manifest["summary"]
+        verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
+        out.print(f"[bold]reconstruct {verb}[/] on {summary['device']}: {result.path}")
+        out.print(f"{summary['gaussians']} Gaussians ({summary['dynamic_gaussians']} dynamic) after "
+                  f"{summary['training_steps']} steps; training PSNR {summary['final_train_psnr_db']:.2f} dB")
+        out.print(f"preview: {result.path / 'preview.png'}\nsplats: {result.path / 'splats_static.ply'}")
+        if "holdout" in summary:
+            h = summary["holdout"]
+            out.print(f"held-out camera {h['camera_id']}: PSNR {h['psnr_db']:.2f} dB, SSIM {h['ssim']:.3f} over "
+                      f"{len(h['frames'])} frames; side by side: {result.path / 'holdout.png'}")
+
+
+@dataclass
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest", "register"]] = "ingest"
-    """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput) or `register`
-    (pose accuracy on the synthetic shoot, Strecha fountain and caliscope)."""
+    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct"]] = "ingest"
+    """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
+    on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory) or
+    `reconstruct` (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
     """Folder for the benchmark's files (default: a new temporary folder)."""
 
     def run(self) -> None:
-        run = {"ingest": bench.bench_ingest, "register": bench.bench_register}[self.name]
+        work = Path(self.work or tempfile.mkdtemp(prefix="reshoot-bench-"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            rows = run(self.data, self.work)
+            if self.name == "raster":
+                from reshoot.splat.raster_bench import bench_rasterizer
+
+                rows = bench_rasterizer()
+            elif self.name == "reconstruct":
+                from reshoot.bench_reconstruct import bench_reconstruct
+
+                rows = bench_reconstruct(self.data, work)
+            else:
+                rows = {"ingest": bench.bench_ingest, "register": bench.bench_register}[self.name](self.data, work)
         table = Table(title=f"reshoot bench {self.name}")
         for col in ("benchmark", "result", "target", "ok", "detail"):
             table.add_column(col, overflow="fold")
@@ -223,7 +262,7 @@ def _existing_workspace(path: Path) -> reshoot.Workspace:
 
 
 COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "register": RegisterCommand,
-            "status": StatusCommand,
+            "reconstruct": ReconstructCommand, "status": StatusCommand,
             "bench": BenchCommand}
 
 

@@ -1,0 +1,67 @@
+"""Image quality figures: PSNR and SSIM (also the SSIM term of the training loss).
+
+Images are float tensors in [0, 1], channels last: ``[H, W, 3]`` or a batch ``[B, H, W, 3]``.
+SSIM follows Wang et al. 2004 as 3DGS uses it: an 11x11 Gaussian window of sigma 1.5, C1 = 0.01^2,
+C2 = 0.03^2, computed per channel and averaged ("valid" borders are not dropped: the window is zero-padded,
+as in 3DGS's training loss).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def psnr(image: Tensor, reference: Tensor, mask: Tensor | None = None) -> float:
+    """Peak signal-to-noise ratio in dB of ``image`` against ``reference`` (both in [0, 1]).
+
+    Args:
+        mask: optional [..., H, W] bool/float; only those pixels count.
+    """
+    _check_pair(image, reference)
+    err = (image.float() - reference.float()) ** 2
+    if mask is not None:
+        weight = mask.float()[..., None].expand_as(err)
+        mse = (err * weight).sum() / weight.sum().clamp_min(1.0)
+    else:
+        mse = err.mean()
+    return float(10.0 * math.log10(1.0 / max(float(mse), 1e-12)))
+
+
+def ssim(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Mean structural similarity (a scalar tensor, differentiable)."""
+    _check_pair(image, reference)
+    x = _as_nchw(image)
+    y = _as_nchw(reference)
+    channels = x.shape[1]
+    coords = torch.arange(window, dtype=x.dtype, device=x.device) - window // 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :]).expand(channels, 1, window, window).contiguous()
+
+    def blur(z: Tensor) -> Tensor:
+        return F.conv2d(z, kernel, padding=window // 2, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    sigma_x = blur(x * x) - mu_x**2
+    sigma_y = blur(y * y) - mu_y**2
+    sigma_xy = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    value = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
+    return value.mean()
+
+
+def _as_nchw(image: Tensor) -> Tensor:
+    image = image.float()
+    if image.dim() == 3:
+        image = image[None]
+    return image.permute(0, 3, 1, 2)
+
+
+def _check_pair(image: Tensor, reference: Tensor) -> None:
+    if image.shape != reference.shape or image.dim() not in (3, 4) or image.shape[-1] not in (1, 3):
+        raise ValueError(f"images must both be [H, W, 3] or [B, H, W, 3] and the same shape; got "
+                         f"{list(image.shape)} and {list(reference.shape)}")

@@ -1,0 +1,167 @@
+"""The footage a splat scene is trained on: every registered camera's frames, undistorted, with their poses.
+
+Read from a workspace's ``ingest`` (frames, timeline) and ``register`` (cameras, per-frame poses) stages.
+Frames are undistorted to the pinhole model the rasterizer draws (same focal length and principal point,
+distortion removed) and optionally downscaled for training speed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from reshoot._deps import require
+from reshoot.cameras import Cameras, distort
+from reshoot.footage import read_image
+from reshoot.progress import track
+
+
+@dataclass(frozen=True)
+class ShotFootage:
+    """Training footage of a shot: C cameras, T instants (frames of the ingested timeline)."""
+
+    cameras: Cameras  # C pinhole cameras (distortion zero), one per physical camera; poses: each camera's first
+    images: np.ndarray  # [C, T, H, W, 3] uint8, undistorted; frames missing from a camera are black and not valid
+    valid: np.ndarray  # [C, T] bool: the camera has this frame, with a pose
+    world_to_camera: np.ndarray  # [C, T, 4, 4] per-frame poses (the same for every frame of a locked-off camera)
+    times: np.ndarray  # [T] normalised shot time: 0 at the first frame, 1 at the last
+    frames: np.ndarray  # [T] the ingested frame index of each instant
+    masks: np.ndarray | None = None  # [C, T, H, W] bool: pixels that count in training (None: all)
+
+    @property
+    def camera_ids(self) -> tuple[str, ...]:
+        return self.cameras.camera_ids
+
+    def camera_at(self, camera_idx: int, instant_idx: int) -> Cameras:
+        """Camera ``camera_idx`` with its pose at instant ``instant_idx`` (one camera)."""
+        one = self.cameras.select([self.camera_ids[camera_idx]])
+        return replace(one, world_to_camera=self.world_to_camera[camera_idx, instant_idx][None])
+
+    def without(self, camera_id: str) -> ShotFootage:
+        """The footage with one camera left out (for a held-out evaluation)."""
+        keep = [i for i, c in enumerate(self.camera_ids) if c != camera_id]
+        if len(keep) == len(self.camera_ids):
+            raise ValueError(f"no camera {camera_id!r} to hold out; cameras: {', '.join(self.camera_ids)}")
+        return ShotFootage(self.cameras.select([self.camera_ids[i] for i in keep]), self.images[keep],
+                           self.valid[keep], self.world_to_camera[keep], self.times, self.frames,
+                           None if self.masks is None else self.masks[keep])
+
+
+def normalised_times(frame_count: int) -> np.ndarray:
+    """Shot time of each ingested frame: 0 at the first, 1 at the last."""
+    return np.linspace(0.0, 1.0, frame_count) if frame_count > 1 else np.zeros(1)
+
+
+def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int = 1,
+                      cameras: list[str] | None = None, masks: Path | None = None) -> ShotFootage:
+    """The ingested frames and registered poses of a workspace (see the module docstring).
+
+    Args:
+        downscale: divide the image size by this (1: full size).
+        frame_step: use every ``frame_step``-th ingested frame.
+        cameras: only these camera ids (default: every registered set camera).
+        masks: optional folder of training masks, ``<camera>/<frame:06d>.png`` (ingested frame numbers, the
+            frames' size): black pixels are left out of the loss (crew, rigging, a screen). A camera or frame
+            without a mask file counts whole.
+    """
+    root = Path(workspace_root)
+    ingest, register = root / "ingest", root / "register"
+    for stage in (ingest, register):
+        if not (stage / "manifest.json").is_file():
+            raise FileNotFoundError(f"{stage} is missing: run `reshoot {stage.name} --workspace {root}` first")
+    footage = json.loads((ingest / "footage.json").read_text())
+    registered = json.loads((register / "cameras.json").read_text())
+    intrinsics = Cameras.from_json(registered)
+    ids = [c for c in intrinsics.camera_ids if cameras is None or c in cameras]
+    if cameras is not None and sorted(set(cameras) - set(ids)):
+        raise ValueError(f"cameras {sorted(set(cameras) - set(ids))} are not registered; registered: "
+                         f"{', '.join(intrinsics.camera_ids)}")
+    count = footage["timeline"]["frame_count"]
+    frames = np.arange(0, count, frame_step)
+    layout = footage["frames"]["layout"]
+    sizes = intrinsics.select(ids).image_size // downscale
+    width, height = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+    images = np.zeros((len(ids), len(frames), height, width, 3), np.uint8)
+    valid = np.zeros((len(ids), len(frames)), bool)
+    poses = np.tile(np.eye(4), (len(ids), len(frames), 1, 1))
+    pinhole = []
+    for c, camera_id in enumerate(ids):
+        source = intrinsics.select([camera_id])
+        full = replace(source, distortion=np.zeros_like(source.distortion))
+        target = full.resized(source.image_size // downscale)
+        pinhole.append(target)
+        frame_poses = {p["frame"]: np.array(p["world_to_camera"]) for p in registered["frame_poses"].get(camera_id, [])}
+        maps = _undistort_maps(source, full)
+        for t, frame_idx in enumerate(track(frames, f"loading {camera_id}")):
+            path = ingest / layout.replace("<camera>", camera_id).replace("<frame:06d>", f"{frame_idx:06d}")
+            if frame_idx not in frame_poses or not path.is_file():
+                continue
+            image = _remap(read_image(path), maps, tuple(int(v) for v in target.image_size[0]))
+            images[c, t, :image.shape[0], :image.shape[1]] = image
+            valid[c, t] = True
+            poses[c, t] = frame_poses[frame_idx]
+        if not valid[c].any():
+            raise ValueError(f"camera {camera_id!r} has no frame with both an ingested image and a registered pose "
+                             f"in {root}; re-run ingest and register")
+    first = [int(np.argmax(valid[c])) for c in range(len(ids))]
+    joined = Cameras(tuple(ids), np.concatenate([p.K for p in pinhole]), np.zeros((len(ids), 5)),
+                     np.stack([poses[c, first[c]] for c in range(len(ids))]),
+                     np.concatenate([p.image_size for p in pinhole]))
+    weights = None
+    if masks is not None:
+        weights = _read_masks(Path(masks), [intrinsics.select([c]) for c in ids], joined, frames, images.shape[:4])
+    return ShotFootage(joined, images, valid, poses, normalised_times(count)[frames], frames, weights)
+
+
+def _read_masks(folder: Path, sources: list[Cameras], joined: Cameras, frames: np.ndarray,
+                shape: tuple[int, ...]) -> np.ndarray:
+    """Training masks of each camera (``sources``: its lens as filmed), undistorted and resized like its frames.
+
+    Returns [C, T, H, W] bool, True where a pixel counts.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--masks {folder} is not a folder; it should hold <camera>/<frame:06d>.png")
+    weights = np.ones(shape, bool)
+    found = 0
+    for c, source in enumerate(sources):
+        camera_id = source.camera_ids[0]
+        full = replace(source, distortion=np.zeros_like(source.distortion))
+        maps = _undistort_maps(source, full)
+        size = tuple(int(v) for v in joined.image_size[c])
+        for t, frame_idx in enumerate(frames):
+            path = folder / camera_id / f"{frame_idx:06d}.png"
+            if path.is_file():
+                mask = read_image(path)
+                if mask.shape[:2] != tuple(source.image_size[0][::-1]):
+                    raise ValueError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}; the frames of {camera_id!r} "
+                                     f"are {source.image_size[0][0]}x{source.image_size[0][1]}")
+                gray = mask if mask.ndim == 2 else mask[..., :3].max(axis=2)
+                gray = np.repeat(gray[..., None], 3, axis=2).astype(np.uint8)
+                weights[c, t, :size[1], :size[0]] = _remap(gray, maps, size)[..., 0] >= 128
+                found += 1
+    if not found:
+        raise FileNotFoundError(f"--masks {folder} holds no <camera>/<frame:06d>.png for cameras "
+                                f"{', '.join(joined.camera_ids)}")
+    return weights
+
+
+def _undistort_maps(source: Cameras, target: Cameras) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps taking ``source``'s (distorted) image to ``target``'s pinhole image."""
+    width, height = (int(v) for v in target.image_size[0])
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)  # pixel centres, corner origin
+    K, Ks = target.K[0], source.K[0]
+    x, y = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
+    xd, yd = distort(x, y, source.distortion[0])
+    map_x = (Ks[0, 0] * xd + Ks[0, 2] - 0.5).astype(np.float32)  # OpenCV's pixel-centre origin
+    map_y = (Ks[1, 1] * yd + Ks[1, 2] - 0.5).astype(np.float32)
+    return map_x, map_y
+
+
+def _remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """Undistort at full size, then shrink to ``size`` (width, height) with area averaging."""
+    cv2 = require("cv2", "pip install 'opencv-python-headless<5'")
+    image = cv2.remap(image[..., :3], maps[0], maps[1], interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return image if image.shape[1::-1] == size else cv2.resize(image, size, interpolation=cv2.INTER_AREA)

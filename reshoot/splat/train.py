@@ -1,0 +1,289 @@
+"""Training a dynamic splat scene on a shot's footage, and rendering it from any camera at any instant.
+
+The loop is 3DGS's (Kerbl et al. 2023) as gsplat's ``examples/simple_trainer.py`` runs it: one image a step,
+loss ``(1 - w) * L1 + w * (1 - SSIM)``, Adam per parameter, means' learning rate decaying exponentially,
+spherical-harmonic degree raised step by step, densify and prune with gsplat's ``DefaultStrategy``. Added:
+
+- time: each step picks a camera and an instant and renders the scene *at that instant*; Gaussians
+  invisible then are culled before rasterization, and their indices mapped back for the strategy;
+- per-camera appearance: a 3x4 colour matrix per training camera (exposure, white balance), identity for
+  any other camera;
+- checkpoints every ``checkpoint_every`` steps, and a resume from the latest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reshoot.atomic import atomic_write_bytes
+from reshoot.cameras import Cameras
+from reshoot.metrics import psnr, ssim
+from reshoot.progress import StepProgress
+from reshoot.splat.data import ShotFootage
+from reshoot.splat.rasterize import rasterization
+from reshoot.splat.scene import DynamicScene
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the scene is trained (see ``PRESETS``)."""
+
+    steps: int = 1200
+    """Training steps (one image each)."""
+    ssim_weight: float = 0.2
+    """Weight of the (1 - SSIM) term in the loss; the rest is L1."""
+    sh_degree_every: int = 300
+    """Raise the colours' spherical-harmonic degree by one every this many steps."""
+    lr_means: float = 1.6e-4
+    """Learning rate of the positions (times the scene scale), decaying to 1 % of it by the last step."""
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_shN: float = 2.5e-3 / 20
+    lr_motion: float = 8e-4
+    """Learning rate of dynamic Gaussians' velocities and accelerations (times the scene scale)."""
+    lr_times: float = 1e-4
+    lr_time_scales: float = 5e-3
+    lr_appearance: float = 1e-3
+    refine_start: int = 150
+    """Densify and prune from this step ..."""
+    refine_stop: int = 1000
+    """... to this one ..."""
+    refine_every: int = 100
+    """... every this many steps."""
+    reset_every: int = 100000
+    """Reset opacities every this many steps (3DGS: 3000; off in short runs)."""
+    grow_grad2d: float = 2e-4
+    """Densify Gaussians whose mean screen-space gradient exceeds this (gsplat's default)."""
+    prune_opacity: float = 0.005
+    appearance: bool = True
+    """Learn a colour correction per training camera."""
+    prune_scale3d: float = 0.1
+    """Prune Gaussians larger than this times the scene scale, and Gaussians no training camera sees (at refine
+    steps). Neither gets a gradient that would fix it, and a novel view far from the cameras sees them as fog."""
+    max_gaussians: int = 400_000
+    """Stop densifying beyond this many Gaussians (memory and CPU time)."""
+    checkpoint_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.refine_every < 1 or not 0 <= self.ssim_weight <= 1:
+            raise ValueError(f"TrainConfig: steps and refine_every must be >= 1 and ssim_weight in [0, 1]; got "
+                             f"{self.steps}, {self.refine_every}, {self.ssim_weight}")
+
+
+PRESETS = {
+    "fast": TrainConfig(),
+    "quality": TrainConfig(steps=30000, sh_degree_every=1000, refine_start=500, refine_stop=15000, reset_every=3000,
+                           checkpoint_every=2000),
+}
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    rgb: Tensor  # [H, W, 3] in [0, 1]
+    alpha: Tensor  # [H, W] coverage
+    depth: Tensor  # [H, W] expected depth along the optical axis (0 where alpha is 0)
+
+
+def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | None = None,
+           background: Tensor | None = None, active_sh_degree: int | None = None,
+           meta: dict | None = None) -> RenderOutput:
+    """Render one camera (``Cameras`` of length 1, pinhole) at normalised shot time ``t``.
+
+    Args:
+        appearance: optional [3, 4] colour matrix applied to the result (a training camera's).
+        background: [3] colour behind the Gaussians (default black).
+        meta: if given, filled with the rasterizer's meta and ``"visible_ids"`` (the Gaussians drawn).
+    """
+    if len(camera) != 1:
+        raise ValueError(f"render takes one camera; got {len(camera)} ({', '.join(camera.camera_ids)})")
+    if np.any(camera.distortion != 0):
+        raise ValueError(f"camera {camera.camera_ids[0]!r} has lens distortion; render pinhole cameras "
+                         "(undistort first, as ShotFootage does)")
+    device = scene.params["means"].device
+    visible = scene.visible_at(t)
+    g = scene.at(t, active_sh_degree, visible)
+    width, height = (int(v) for v in camera.image_size[0])
+    viewmat = torch.tensor(np.asarray(camera.world_to_camera), dtype=torch.float32, device=device)
+    K = torch.tensor(np.asarray(camera.K), dtype=torch.float32, device=device)
+    bg = (background if background is not None else torch.zeros(3, device=device))[None]
+    colors, alphas, info = rasterization(g.means, g.quats, g.scales, g.opacities, g.colors, viewmat, K, width, height,
+                                         sh_degree=g.sh_degree, render_mode="RGB+ED", backgrounds=None, packed=False)
+    rgb, depth, alpha = colors[0, ..., :3], colors[0, ..., 3], alphas[0, ..., 0]
+    rgb = rgb + (1 - alpha[..., None]) * bg[0]
+    if appearance is not None:
+        rgb = rgb @ appearance[:, :3].T + appearance[:, 3]
+    if meta is not None:
+        meta.update(info)
+        meta["visible_ids"] = visible
+    return RenderOutput(rgb, alpha, depth)
+
+
+@torch.no_grad()
+def seen_by(points: Tensor, footage: ShotFootage, margin: float = 0.05) -> Tensor:
+    """Which points [N, 3] lie in front of, and inside (with a margin), at least one camera's view.  # [N] bool"""
+    seen = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    for c in range(len(footage.camera_ids)):
+        K = torch.tensor(footage.cameras.K[c], dtype=points.dtype, device=points.device)
+        width, height = (float(v) for v in footage.cameras.image_size[c])
+        for pose in np.unique(footage.world_to_camera[c][footage.valid[c]].reshape(-1, 16), axis=0):
+            pose = torch.as_tensor(pose.reshape(4, 4), dtype=points.dtype, device=points.device)
+            cam = points @ pose[:3, :3].T + pose[:3, 3]
+            z = cam[:, 2].clamp_min(1e-6)
+            u, v = K[0, 0] * cam[:, 0] / z + K[0, 2], K[1, 1] * cam[:, 1] / z + K[1, 2]
+            seen |= ((cam[:, 2] > 1e-3) & (u > -margin * width) & (u < (1 + margin) * width)
+                     & (v > -margin * height) & (v < (1 + margin) * height))
+    return seen
+
+
+class Trainer:
+    """Trains a DynamicScene on ShotFootage; ``run()`` for the whole loop, ``step()`` for one step."""
+
+    def __init__(self, footage: ShotFootage, scene: DynamicScene, config: TrainConfig = TrainConfig(),
+                 scene_scale: float = 1.0) -> None:
+        from gsplat.strategy import DefaultStrategy
+
+        self.footage, self.scene, self.config, self.scene_scale = footage, scene, config, scene_scale
+        self.step_idx = 0
+        self.generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # gsplat's split samples from the global generator
+        self.appearance = torch.nn.Parameter(torch.eye(3, 4).repeat(len(footage.camera_ids), 1, 1))
+        self.optimizers = self._make_optimizers()
+        self.strategy = DefaultStrategy(
+            prune_opa=config.prune_opacity, grow_grad2d=config.grow_grad2d, refine_start_iter=config.refine_start,
+            refine_stop_iter=config.refine_stop, reset_every=config.reset_every, refine_every=config.refine_every,
+            verbose=False)
+        self.strategy.check_sanity(scene.params, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=scene_scale)
+        self.pairs = np.argwhere(footage.valid)  # [M, 2] (camera, instant) with a frame
+        self.history: list[dict] = []
+
+    def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        c, s = self.config, self.scene_scale
+        rates = {"means": c.lr_means * s, "scales": c.lr_scales, "quats": c.lr_quats, "opacities": c.lr_opacities,
+                 "sh0": c.lr_sh0, "shN": c.lr_shN, "velocities": c.lr_motion * s, "accels": c.lr_motion * s,
+                 "omegas": c.lr_quats, "times": c.lr_times, "time_scales": c.lr_time_scales}
+        optimizers = {name: torch.optim.Adam([{"params": self.scene.params[name], "lr": lr, "name": name}],
+                                             eps=1e-15) for name, lr in rates.items()}
+        self.appearance_optimizer = torch.optim.Adam([self.appearance], lr=c.lr_appearance if c.appearance else 0.0)
+        return optimizers
+
+    def step(self) -> dict[str, float]:
+        """One training step on a random (camera, instant); returns its loss and PSNR."""
+        cfg = self.config
+        camera_idx, instant_idx = self.pairs[int(torch.randint(len(self.pairs), (1,), generator=self.generator))]
+        target = torch.as_tensor(self.footage.images[camera_idx, instant_idx], dtype=torch.float32) / 255.0
+        camera = self.footage.camera_at(camera_idx, instant_idx)
+        meta: dict = {}
+        degree = min(self.scene.sh_degree, self.step_idx // cfg.sh_degree_every)
+        out = render(self.scene, camera, float(self.footage.times[instant_idx]), self.appearance[camera_idx],
+                     active_sh_degree=degree, meta=meta)
+        h, w = int(camera.image_size[0, 1]), int(camera.image_size[0, 0])
+        target = target[:h, :w]
+        if self.footage.masks is not None:  # masked-out pixels: the target is the render itself, no error
+            keep = torch.as_tensor(self.footage.masks[camera_idx, instant_idx, :h, :w])[..., None]
+            target = torch.where(keep, target, out.rgb.detach())
+        loss = (1 - cfg.ssim_weight) * F.l1_loss(out.rgb, target) + cfg.ssim_weight * (1 - ssim(out.rgb, target))
+        self.strategy.step_pre_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx, meta)
+        loss.backward()
+        self._densify(meta)
+        for optimizer in (*self.optimizers.values(), self.appearance_optimizer):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        self._decay_means_lr()
+        self.step_idx += 1
+        return {"loss": loss.item(), "psnr": psnr(out.rgb.detach().clamp(0, 1), target)}
+
+    def _densify(self, meta: dict) -> None:
+        """gsplat's DefaultStrategy over all Gaussians, from the rasterizer's meta over the visible ones."""
+        visible = meta["visible_ids"]
+        radii = meta["radii"][0]  # [n] or [n, 2]
+        drawn = (radii > 0).all(dim=-1) if radii.dim() == 2 else radii > 0
+        means2d = meta["means2d"]
+        packed = torch.zeros(int(drawn.sum()), 2)
+        packed.grad = means2d.grad[0][drawn] if means2d.grad is not None else torch.zeros_like(packed)
+        info = {"means2d": packed, "radii": radii[drawn], "gaussian_ids": visible[drawn], "width": meta["width"],
+                "height": meta["height"], "n_cameras": 1}
+        if self.step_idx < self.config.refine_stop and len(self.scene) >= self.config.max_gaussians:
+            info["radii"] = info["radii"] * 0  # over budget: accumulate nothing, so nothing grows
+        self.strategy.step_post_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx,
+                                         info, packed=True)
+        cfg = self.config
+        if cfg.refine_start < self.step_idx < cfg.refine_stop and self.step_idx % cfg.refine_every == 0:
+            self._prune_unseen_and_big()
+
+    @torch.no_grad()
+    def _prune_unseen_and_big(self) -> int:
+        """Remove Gaussians too big or outside every training camera's view (gsplat's ``remove`` op)."""
+        from gsplat.strategy.ops import remove
+
+        p = self.scene.params
+        too_big = p["scales"].exp().max(dim=-1).values > self.config.prune_scale3d * self.scene_scale
+        prune = too_big | ~seen_by(p["means"], self.footage)
+        if prune.any():
+            remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=prune)
+        return int(prune.sum())
+
+    def _decay_means_lr(self) -> None:
+        factor = 0.01 ** (1.0 / max(1, self.config.steps))
+        for name in ("means", "velocities", "accels"):
+            for group in self.optimizers[name].param_groups:
+                group["lr"] *= factor
+
+    def run(self, checkpoint: Path | None = None, description: str = "training", until: int | None = None) -> list[dict]:
+        """Train to ``config.steps`` (or step ``until``), resuming from ``checkpoint`` if it exists and saving to it
+        as it goes."""
+        if checkpoint is not None and Path(checkpoint).is_file():
+            self.load_state_dict(torch.load(checkpoint, weights_only=False))
+        start = time.perf_counter()
+        with StepProgress(description, total=self.config.steps, completed=self.step_idx) as bar:
+            while self.step_idx < min(self.config.steps, until or self.config.steps):
+                figures = self.step()
+                if self.step_idx % max(1, min(50, self.config.steps // 60)) == 0 or self.step_idx == self.config.steps:
+                    self.history.append({"step": self.step_idx, **figures, "gaussians": len(self.scene),
+                                         "seconds": time.perf_counter() - start})
+                bar.update(1, loss=figures["loss"], psnr=figures["psnr"], gaussians=len(self.scene))
+                if checkpoint is not None and self.step_idx % self.config.checkpoint_every == 0:
+                    self.save(checkpoint)
+        if checkpoint is not None:
+            self.save(checkpoint)
+        return self.history
+
+    def save(self, path: Path) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        atomic_write_bytes(Path(path), buffer.getvalue())
+
+    def state_dict(self) -> dict:
+        return {"step": self.step_idx, "params": {k: v.detach() for k, v in self.scene.params.items()},
+                "sh_degree": self.scene.sh_degree, "appearance": self.appearance.detach(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "appearance_optimizer": self.appearance_optimizer.state_dict(),
+                "strategy_state": self.strategy_state, "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state["params"].items():
+            self.scene.params[name] = torch.nn.Parameter(value.clone(), requires_grad=name != "dynamic")
+        self.appearance = torch.nn.Parameter(state["appearance"].clone())
+        self.optimizers = self._make_optimizers()
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.appearance_optimizer.load_state_dict(state["appearance_optimizer"])
+        self.strategy_state = state["strategy_state"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step_idx, self.history = state["step"], list(state["history"])

@@ -1,0 +1,163 @@
+"""The reconstruct stage on the small synthetic shoot: footage loading and undistortion, where the Gaussians start,
+training that learns, the outputs, the held-out evaluation, and resuming from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reshoot.cameras import Cameras
+from reshoot.evaluation import sample_registration_errors
+from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct
+from reshoot.register import RegisterConfig, run_register
+from reshoot.sample import PRESETS, make_sample_shoot
+from reshoot.splat.data import _undistort_maps, load_shot_footage
+from reshoot.splat.init import InitConfig, initial_params, motion_masks
+from reshoot.splat.ply import read_splats_ply
+from reshoot.splat.pointcloud import read_points_ply
+from reshoot.splat.scene import DynamicScene
+from reshoot.splat.train import Trainer, TrainConfig
+from reshoot.workspace import Workspace
+
+SMALL = PRESETS["small"]  # registers reliably (see test_register)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reconstruct")
+    shoot = make_sample_shoot(root / "shoot", SMALL)
+    ws = Workspace(root / "ws")
+    run_ingest(ws, list(shoot.videos.values()), IngestConfig(sync="timecode"))
+    register = run_register(ws, RegisterConfig(survey=shoot.root / "survey"))
+    return shoot, ws, register
+
+
+def test_footage_is_loaded_undistorted_with_every_frame_posed(registered):
+    shoot, ws, _ = registered
+    footage = load_shot_footage(ws.root)
+    C, T, H, W, _ = footage.images.shape
+    assert (C, H, W) == (3, 90, 160) and footage.valid.all()
+    assert footage.times[0] == 0.0 and footage.times[-1] == 1.0 and T == len(footage.frames)
+    assert np.all(footage.cameras.distortion == 0)
+    half = load_shot_footage(ws.root, downscale=2, frame_step=2)
+    assert half.images.shape[2:4] == (45, 80) and len(half.times) == (T + 1) // 2
+    with pytest.raises(ValueError, match="no camera 'cam9' to hold out"):
+        footage.without("cam9")
+
+
+def test_undistortion_maps_each_pinhole_pixel_to_where_the_lens_put_it():
+    lens = Cameras.create(["a"], [200.0], [200.0], [160.0], [90.0], np.eye(4)[None], np.array([[320, 180]]),
+                          distortion=np.array([[-0.2, 0.05, 0.001, -0.002, 0.0]]))
+    pinhole = replace(lens, distortion=np.zeros((1, 5)))
+    map_x, map_y = _undistort_maps(lens, pinhole)
+    for col, row in ((250, 140), (20, 15), (161, 90)):
+        centre = np.array([col + 0.5, row + 0.5])  # pixel centres, pixel-corner origin
+        ray = np.append((centre - pinhole.K[0, :2, 2]) / pinhole.K[0, [0, 1], [0, 1]], 1.0)
+        assert np.allclose(pinhole.project(0, [2 * ray])[0][0], centre)
+        filmed = lens.project(0, [2 * ray])[0][0]  # where the lens put that point in the filmed frame
+        assert abs(map_x[row, col] + 0.5 - filmed[0]) < 1e-3 and abs(map_y[row, col] + 0.5 - filmed[1]) < 1e-3
+        assert np.linalg.norm(filmed - centre) > 1.0 or (col, row) == (161, 90)  # the lens did move it
+
+
+def test_dynamic_gaussians_start_where_the_actor_is(registered):
+    shoot, ws, register = registered
+    footage = load_shot_footage(ws.root)
+    masks = motion_masks(footage, 24)
+    assert 0.002 < masks.mean() < 0.3  # the actor moves in every camera, the set does not
+    xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
+    params, report = initial_params(footage, xyz, rgb, InitConfig(sh_degree=1, dynamic_per_instant=400))
+    assert report.static_points["points_out"] > 100 and min(report.dynamic_per_instant) > 20
+    # map the hull points to the sample's world (metres) and compare with where the actor really was
+    truth_from_est = sample_registration_errors(register.path, shoot).truth_from_estimated
+    dynamic = params["dynamic"] > 0
+    points = params["means"][dynamic].numpy() @ truth_from_est[:3, :3].T + truth_from_est[:3, 3]
+    times = params["times"][dynamic].numpy()
+    footage_json = json.loads((ws.stage_dir("ingest") / "footage.json").read_text())
+    world_start = _world_time_of_shoot_clock(shoot, footage_json)
+    actor = shoot.ground_truth["actor"]
+    for t in np.unique(times)[:4]:
+        instant = int(np.argmin(np.abs(footage.times - t)))
+        world_s = footage_json["timeline"]["times_s"][footage.frames[instant]] + world_start
+        k = int(np.argmin(np.abs(np.array(actor["times_s"]) - world_s)))
+        root = np.array(actor["root_position_m"][k])
+        at_t = points[times == t]
+        horizontal = np.linalg.norm(np.median(at_t[:, :2], axis=0) - root[:2])
+        assert horizontal < 0.35, f"hull at instant {instant} centred {horizontal:.2f} m from the actor"
+        assert 0.0 < np.median(at_t[:, 2]) < 1.9  # between the floor and the top of the actor's head
+
+
+def _world_time_of_shoot_clock(shoot, footage_json) -> float:
+    reference = footage_json["reference"]
+    truth = {c["camera_id"]: c["start_offset_s"] for c in shoot.ground_truth["cameras"] if c["role"] == "set"}
+    return truth[reference]
+
+
+def test_reconstruct_trains_writes_outputs_and_evaluates_a_held_out_camera(registered):
+    shoot, ws, _ = registered
+    config = ReconstructConfig(steps=120, sh_degree=1, dynamic_per_instant=400, holdout="cam2")
+    result = run_reconstruct(ws, config)
+    summary = result.manifest["summary"]
+    history = json.loads((result.path / "training.json").read_text())
+    early, late = np.mean([h["psnr"] for h in history[:5]]), np.mean([h["psnr"] for h in history[-5:]])
+    assert late > early + 2.0, f"training PSNR went from {early:.1f} to {late:.1f} dB"
+    assert summary["training_steps"] == 120 and summary["cameras"] == ["cam0", "cam1"]
+    assert summary["dynamic_gaussians"] > 0 and summary["gaussians"] > summary["dynamic_gaussians"]
+    static = read_splats_ply(result.path / "splats_static.ply")
+    assert static["means"].shape[0] == summary["gaussians"] - summary["dynamic_gaussians"]
+    assert len(list(result.path.glob("splats_frame_*.ply"))) == 1
+    holdout = summary["holdout"]
+    assert holdout["camera_id"] == "cam2" and len(holdout["frames"]) == len(load_shot_footage(ws.root).times)
+    assert 10.0 < holdout["psnr_db"] < 40.0 and 0.2 < holdout["ssim"] <= 1.0
+    preview = np.asarray(Image.open(result.path / "preview.png"))
+    assert preview.std() > 20  # real pictures, not a blank sheet
+    assert (result.path / "holdout.png").is_file()
+    scene, appearance = load_scene(result.path)
+    assert len(scene) == summary["gaussians"] and set(appearance) == {"cam0", "cam1"}
+    again = evaluate_camera(scene, load_shot_footage(ws.root), "cam2")
+    assert again["psnr_db"] == pytest.approx(holdout["psnr_db"], abs=1e-4)
+    assert run_reconstruct(ws, config).skipped
+
+
+def test_training_resumes_from_a_checkpoint_exactly(registered, tmp_path):
+    _, ws, register = registered
+    footage = load_shot_footage(ws.root)
+    xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
+    params, _ = initial_params(footage, xyz, rgb, InitConfig(sh_degree=1, dynamic_per_instant=200))
+    config = TrainConfig(steps=30, refine_start=10, refine_stop=25, refine_every=10, checkpoint_every=15)
+    whole = Trainer(footage, DynamicScene(params, 1), config)
+    whole.run()
+    first = Trainer(footage, DynamicScene(params, 1), config)
+    first.run(tmp_path / "ckpt.pt", until=15)  # as if stopped at step 15
+    assert first.step_idx == 15
+    resumed = Trainer(footage, DynamicScene(params, 1), config)
+    resumed.run(tmp_path / "ckpt.pt")
+    assert resumed.step_idx == 30 and len(resumed.scene) == len(whole.scene)
+    for name, value in whole.scene.params.items():
+        torch.testing.assert_close(resumed.scene.params[name], value, atol=1e-5, rtol=1e-4)
+
+
+def test_training_masks_leave_pixels_out_of_the_loss(registered, tmp_path):
+    _, ws, register = registered
+    plain = load_shot_footage(ws.root)
+    (tmp_path / "masks" / "cam0").mkdir(parents=True)
+    mask = np.full((90, 160), 255, np.uint8)
+    mask[:, :80] = 0  # the left half of cam0 is rigging
+    Image.fromarray(mask).save(tmp_path / "masks" / "cam0" / f"{plain.frames[0]:06d}.png")
+    footage = load_shot_footage(ws.root, masks=tmp_path / "masks")
+    assert footage.masks.shape == plain.images.shape[:4]
+    assert not footage.masks[0, 0, :, :75].any() and footage.masks[0, 0, :, 85:].all()
+    assert footage.masks[0, 1:].all() and footage.masks[1:].all()  # no file: the whole frame counts
+    Image.fromarray(mask[:45]).save(tmp_path / "masks" / "cam0" / f"{plain.frames[1]:06d}.png")
+    with pytest.raises(ValueError, match="frames of 'cam0' are 160x90"):
+        load_shot_footage(ws.root, masks=tmp_path / "masks")
+    # a frame masked out entirely contributes nothing
+    nothing = replace(plain, masks=np.zeros(plain.images.shape[:4], bool))
+    xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
+    params, _ = initial_params(plain, xyz, rgb, InitConfig(sh_degree=0, dynamic_per_instant=50, plate_stride=0))
+    assert Trainer(nothing, DynamicScene(params, 0), TrainConfig(steps=1)).step()["loss"] == pytest.approx(0.0)

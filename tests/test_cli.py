@@ -58,7 +58,7 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
     assert run("guide").returncode == 2  # a stage of a later release
     reshoot.Workspace(tmp_path / "empty-ws")
     early = run("reconstruct", "--workspace", str(tmp_path / "empty-ws"))
-    assert early.returncode == 1 and "reshoot ingest" in early.stderr and "Traceback" not in early.stderr
+    assert early.returncode == 1 and "needs stage 'ingest'" in early.stderr and "Traceback" not in early.stderr
     missing = run("register", "--workspace", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "reshoot ingest" in missing.stderr and not (tmp_path / "nowhere").exists()
     nothing = run("ingest", "--workspace", str(tmp_path / "ws"))

@@ -22,14 +22,14 @@ from reshoot.metrics import psnr, ssim
 from reshoot.reconstruct import ReconstructConfig, load_scene, run_reconstruct
 from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
-from reshoot.splat.data import load_shot_footage
+from reshoot.splat.data import normalised_times
 from reshoot.splat.train import render
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import Workspace
 
 
 def bench_reconstruct(data: Path, work: Path, steps: int | None = None,
-                      caliscope_steps: int = 1500) -> list[dict[str, Any]]:
+                      caliscope_steps: int = 600) -> list[dict[str, Any]]:
     """Training time and held-out quality on the synthetic shoot (default size) and on caliscope."""
     rows = _synthetic_rows(work, steps)
     rows += _caliscope_rows(Path(data) / "caliscope_4cam", work, caliscope_steps)
@@ -80,11 +80,12 @@ def score_truth_view(ws: Workspace, shoot, reconstruct_dir: Path, sheet: Path | 
     view = sample_truth_view(ws.root, shoot, role)
     actor = _actor_masks(shoot, role)
     scene, _ = load_scene(reconstruct_dir)
-    footage = load_shot_footage(ws.root)
+    count = json.loads((ws.root / "ingest" / "footage.json").read_text())["timeline"]["frame_count"]
+    times = normalised_times(count)
     rows, cells = [], []
     picks = set(list(view.frames)[:: max(1, len(view.frames) // 5)])
     for frame_idx, truth_path in view.frames.items():
-        t = float(footage.times[list(footage.frames).index(frame_idx)])
+        t = float(times[frame_idx])
         image = render(scene, view.camera, t).rgb.clamp(0, 1)
         truth = torch.as_tensor(read_image(truth_path)[..., :3], dtype=torch.float32) / 255.0
         k = int(truth_path.stem)

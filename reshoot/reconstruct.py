@@ -81,8 +81,9 @@ class ReconstructConfig:
             return replace(base, appearance=self.appearance, seed=self.seed)
         scale = self.steps / base.steps
         return replace(base, steps=self.steps, refine_start=int(base.refine_start * scale),
-                       refine_stop=int(base.refine_stop * scale), appearance=self.appearance, seed=self.seed,
-                       checkpoint_every=max(50, min(base.checkpoint_every, self.steps // 4)))
+                       refine_stop=int(base.refine_stop * scale),
+                       sh_degree_every=max(1, int(base.sh_degree_every * scale)), appearance=self.appearance,
+                       seed=self.seed, checkpoint_every=max(50, min(base.checkpoint_every, self.steps // 4)))
 
 
 def run_reconstruct(workspace: Workspace, config: ReconstructConfig = ReconstructConfig(),
@@ -204,9 +205,9 @@ def evaluate_camera(scene: DynamicScene, footage: ShotFootage, camera_id: str, o
     rows, rendered = [], {}
     for t in track(np.flatnonzero(footage.valid[c]), f"evaluating {camera_id}"):
         image = render(scene, footage.camera_at(c, t), float(footage.times[t])).rgb.clamp(0, 1)
-        truth = torch.as_tensor(footage.images[c, t, :h, :w], dtype=torch.float32) / 255.0
+        truth = torch.as_tensor(footage.images[c, t, :h, :w], dtype=torch.float32, device=image.device) / 255.0
         rows.append({"frame": int(footage.frames[t]), "psnr_db": psnr(image, truth), "ssim": float(ssim(image, truth))})
-        rendered[int(t)] = image
+        rendered[int(t)] = image.cpu()
     result = {"camera_id": camera_id, "frames": rows,
               "psnr_db": float(np.mean([r["psnr_db"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows]))}
     if out is not None:

@@ -87,7 +87,7 @@ def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int 
     images = np.zeros((len(ids), len(frames), height, width, 3), np.uint8)
     valid = np.zeros((len(ids), len(frames)), bool)
     poses = np.tile(np.eye(4), (len(ids), len(frames), 1, 1))
-    pinhole = []
+    pinhole, outside = [], np.zeros((len(ids), height, width), bool)
     for c, camera_id in enumerate(ids):
         source = intrinsics.select([camera_id])
         full = replace(source, distortion=np.zeros_like(source.distortion))
@@ -95,6 +95,7 @@ def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int 
         pinhole.append(target)
         frame_poses = {p["frame"]: np.array(p["world_to_camera"]) for p in registered["frame_poses"].get(camera_id, [])}
         maps = _undistort_maps(source, full)
+        outside[c] = _outside_source(maps, source, target, (height, width))
         for t, frame_idx in enumerate(track(frames, f"loading {camera_id}")):
             path = ingest / layout.replace("<camera>", camera_id).replace("<frame:06d>", f"{frame_idx:06d}")
             if frame_idx not in frame_poses or not path.is_file():
@@ -113,6 +114,9 @@ def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int 
     weights = None
     if masks is not None:
         weights = _read_masks(Path(masks), [intrinsics.select([c]) for c in ids], joined, frames, images.shape[:4])
+    if outside.any():  # undistorted pixels the lens never saw (pincushion corners) are left out of training
+        weights = np.ones(images.shape[:4], bool) if weights is None else weights
+        weights &= ~outside[:, None]
     return ShotFootage(joined, images, valid, poses, normalised_times(count)[frames], frames, weights)
 
 
@@ -158,6 +162,20 @@ def _undistort_maps(source: Cameras, target: Cameras) -> tuple[np.ndarray, np.nd
     map_x = (Ks[0, 0] * xd + Ks[0, 2] - 0.5).astype(np.float32)  # OpenCV's pixel-centre origin
     map_y = (Ks[1, 1] * yd + Ks[1, 2] - 0.5).astype(np.float32)
     return map_x, map_y
+
+
+def _outside_source(maps: tuple[np.ndarray, np.ndarray], source: Cameras, target: Cameras,
+                    shape: tuple[int, int]) -> np.ndarray:
+    """Pixels of the (resized) undistorted image whose source lies outside the filmed frame.  # [H, W] bool"""
+    width, height = (int(v) for v in source.image_size[0])
+    inside = ((maps[0] >= -0.5) & (maps[0] <= width - 0.5) & (maps[1] >= -0.5) & (maps[1] <= height - 0.5))
+    size = tuple(int(v) for v in target.image_size[0])
+    if inside.shape[::-1] != size:
+        cv2 = require("cv2", "pip install 'opencv-python-headless<5'")
+        inside = cv2.resize(inside.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.999
+    out = np.zeros(shape, bool)
+    out[:size[1], :size[0]] = ~inside
+    return out
 
 
 def _remap(image: np.ndarray, maps: tuple[np.ndarray, np.ndarray], size: tuple[int, int]) -> np.ndarray:

@@ -35,7 +35,8 @@ class InitConfig:
     dynamic_per_instant: int = 1500
     """At most this many dynamic Gaussians start at each instant."""
     time_scale_frames: float = 1.0
-    """A dynamic Gaussian's temporal extent at the start, in frames (its opacity falls to 37 % there)."""
+    """A dynamic Gaussian's temporal extent at the start, in instants used for training (its opacity falls to
+    37 % that far from its own)."""
     plate_stride: int = 0
     """Also start static Gaussians on every plate_stride-th pixel of each camera's clean plate, at a depth
     interpolated from the SfM points it sees (0: SfM points only). On the sample, stride 4 fits the training
@@ -64,8 +65,6 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
     if config.plate_stride:
         dense_xyz, dense_rgb = plate_points(footage, masks, cleaned.xyz, config.plate_stride)
         xyz, rgb = np.concatenate([xyz, dense_xyz]), np.concatenate([rgb, dense_rgb])
-    seen = _seen(footage, xyz)  # points no camera sees would never be corrected: a novel view sees them as fog
-    xyz, rgb = xyz[seen], rgb[seen]
     xyz_t = torch.as_tensor(xyz, dtype=torch.float32)
     scale = _neighbour_scale(xyz_t)
     scale = scale.clamp_max(torch.quantile(scale, 0.95))  # isolated points would start as huge blobs
@@ -73,7 +72,7 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
                          config.sh_degree, opacity=config.static_opacity)
     region, voxel = _hull_region(footage, masks, cleaned.xyz, config)
     rng = np.random.default_rng(config.seed)
-    spacing = 1.0 / max(1, len(footage.times) - 1)
+    spacing = float(footage.times[1] - footage.times[0]) if len(footage.times) > 1 else 1.0
     parts, counts = [static], []
     for t in range(len(footage.times)):
         points, colors = _instant_hull(footage, masks, t, region, config)
@@ -152,7 +151,8 @@ def motion_masks(footage: ShotFootage, threshold: int) -> np.ndarray:
     kernel = np.ones((3, 3), np.uint8)
     for c in range(C):
         frames = footage.images[c][footage.valid[c]]
-        locked = np.allclose(footage.world_to_camera[c][footage.valid[c]], footage.world_to_camera[c, 0:1], atol=1e-9)
+        posed = footage.world_to_camera[c][footage.valid[c]]
+        locked = len(posed) > 0 and np.allclose(posed, posed[:1], atol=1e-9)
         if len(frames) < 3 or not locked:
             continue
         plate = np.median(frames, axis=0).astype(np.int16)
@@ -160,16 +160,6 @@ def motion_masks(footage: ShotFootage, threshold: int) -> np.ndarray:
             moved = (np.abs(footage.images[c, t].astype(np.int16) - plate).max(axis=2) > threshold).astype(np.uint8)
             masks[c, t] = cv2.morphologyEx(moved, cv2.MORPH_OPEN, kernel).astype(bool)  # drop single-pixel noise
     return masks
-
-
-def _seen(footage: ShotFootage, points: np.ndarray) -> np.ndarray:
-    """Which points [P, 3] at least one camera sees (in front, inside the image) at its first frame."""
-    seen = np.zeros(len(points), bool)
-    for c in range(len(footage.camera_ids)):
-        frames = np.flatnonzero(footage.valid[c])
-        if len(frames):
-            seen |= _project(footage, c, int(frames[0]), points)[1]
-    return seen
 
 
 def _project(footage: ShotFootage, c: int, t: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,9 @@ spherical-harmonic degree raised step by step, densify and prune with gsplat's `
 
 - time: each step picks a camera and an instant and renders the scene *at that instant*; Gaussians
   invisible then are culled before rasterization, and their indices mapped back for the strategy;
-- per-camera appearance: a 3x4 colour matrix per training camera (exposure, white balance), identity for
-  any other camera;
+- per-camera appearance: a 3x4 colour matrix per training camera (exposure, white balance), fixed at the
+  identity for the first (the colour reference, so the scene's colours cannot drift) and for any camera not
+  trained on;
 - checkpoints every ``checkpoint_every`` steps, and a resume from the latest.
 """
 
@@ -68,8 +69,8 @@ class TrainConfig:
     appearance: bool = True
     """Learn a colour correction per training camera."""
     prune_scale3d: float = 0.1
-    """Prune Gaussians larger than this times the scene scale, and Gaussians no training camera sees (at refine
-    steps). Neither gets a gradient that would fix it, and a novel view far from the cameras sees them as fog."""
+    """Prune Gaussians larger than this times the scene scale (at refine steps): a novel view far from the
+    cameras sees them as fog. (gsplat's DefaultStrategy only does this after an opacity reset.)"""
     max_gaussians: int = 400_000
     """Stop densifying beyond this many Gaussians (memory and CPU time)."""
     checkpoint_every: int = 500
@@ -116,7 +117,7 @@ def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | 
     width, height = (int(v) for v in camera.image_size[0])
     viewmat = torch.tensor(np.asarray(camera.world_to_camera), dtype=torch.float32, device=device)
     K = torch.tensor(np.asarray(camera.K), dtype=torch.float32, device=device)
-    bg = (background if background is not None else torch.zeros(3, device=device))[None]
+    bg = (background.to(device) if background is not None else torch.zeros(3, device=device))[None]
     colors, alphas, info = rasterization(g.means, g.quats, g.scales, g.opacities, g.colors, viewmat, K, width, height,
                                          sh_degree=g.sh_degree, render_mode="RGB+ED", backgrounds=None, packed=False)
     rgb, depth, alpha = colors[0, ..., :3], colors[0, ..., 3], alphas[0, ..., 0]
@@ -127,23 +128,6 @@ def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | 
         meta.update(info)
         meta["visible_ids"] = visible
     return RenderOutput(rgb, alpha, depth)
-
-
-@torch.no_grad()
-def seen_by(points: Tensor, footage: ShotFootage, margin: float = 0.05) -> Tensor:
-    """Which points [N, 3] lie in front of, and inside (with a margin), at least one camera's view.  # [N] bool"""
-    seen = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
-    for c in range(len(footage.camera_ids)):
-        K = torch.tensor(footage.cameras.K[c], dtype=points.dtype, device=points.device)
-        width, height = (float(v) for v in footage.cameras.image_size[c])
-        for pose in np.unique(footage.world_to_camera[c][footage.valid[c]].reshape(-1, 16), axis=0):
-            pose = torch.as_tensor(pose.reshape(4, 4), dtype=points.dtype, device=points.device)
-            cam = points @ pose[:3, :3].T + pose[:3, 3]
-            z = cam[:, 2].clamp_min(1e-6)
-            u, v = K[0, 0] * cam[:, 0] / z + K[0, 2], K[1, 1] * cam[:, 1] / z + K[1, 2]
-            seen |= ((cam[:, 2] > 1e-3) & (u > -margin * width) & (u < (1 + margin) * width)
-                     & (v > -margin * height) & (v < (1 + margin) * height))
-    return seen
 
 
 class Trainer:
@@ -157,7 +141,8 @@ class Trainer:
         self.step_idx = 0
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)  # gsplat's split samples from the global generator
-        self.appearance = torch.nn.Parameter(torch.eye(3, 4).repeat(len(footage.camera_ids), 1, 1))
+        device = scene.params["means"].device
+        self.appearance = torch.nn.Parameter(torch.eye(3, 4, device=device).repeat(len(footage.camera_ids), 1, 1))
         self.optimizers = self._make_optimizers()
         self.strategy = DefaultStrategy(
             prune_opa=config.prune_opacity, grow_grad2d=config.grow_grad2d, refine_start_iter=config.refine_start,
@@ -182,7 +167,8 @@ class Trainer:
         """One training step on a random (camera, instant); returns its loss and PSNR."""
         cfg = self.config
         camera_idx, instant_idx = self.pairs[int(torch.randint(len(self.pairs), (1,), generator=self.generator))]
-        target = torch.as_tensor(self.footage.images[camera_idx, instant_idx], dtype=torch.float32) / 255.0
+        device = self.scene.params["means"].device
+        target = torch.as_tensor(self.footage.images[camera_idx, instant_idx], dtype=torch.float32, device=device) / 255.0
         camera = self.footage.camera_at(camera_idx, instant_idx)
         meta: dict = {}
         degree = min(self.scene.sh_degree, self.step_idx // cfg.sh_degree_every)
@@ -191,11 +177,13 @@ class Trainer:
         h, w = int(camera.image_size[0, 1]), int(camera.image_size[0, 0])
         target = target[:h, :w]
         if self.footage.masks is not None:  # masked-out pixels: the target is the render itself, no error
-            keep = torch.as_tensor(self.footage.masks[camera_idx, instant_idx, :h, :w])[..., None]
+            keep = torch.as_tensor(self.footage.masks[camera_idx, instant_idx, :h, :w], device=device)[..., None]
             target = torch.where(keep, target, out.rgb.detach())
         loss = (1 - cfg.ssim_weight) * F.l1_loss(out.rgb, target) + cfg.ssim_weight * (1 - ssim(out.rgb, target))
         self.strategy.step_pre_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx, meta)
         loss.backward()
+        if self.appearance.grad is not None:
+            self.appearance.grad[0] = 0  # the first camera is the colour reference: the others are matched to it
         self._densify(meta)
         for optimizer in (*self.optimizers.values(), self.appearance_optimizer):
             optimizer.step()
@@ -210,26 +198,31 @@ class Trainer:
         radii = meta["radii"][0]  # [n] or [n, 2]
         drawn = (radii > 0).all(dim=-1) if radii.dim() == 2 else radii > 0
         means2d = meta["means2d"]
-        packed = torch.zeros(int(drawn.sum()), 2)
-        packed.grad = means2d.grad[0][drawn] if means2d.grad is not None else torch.zeros_like(packed)
+        packed = torch.zeros(int(drawn.sum()), 2, device=visible.device)
+        over_budget = len(self.scene) >= self.config.max_gaussians  # accumulate no gradient: nothing grows
+        packed.grad = (means2d.grad[0][drawn] if means2d.grad is not None and not over_budget
+                       else torch.zeros_like(packed))
         info = {"means2d": packed, "radii": radii[drawn], "gaussian_ids": visible[drawn], "width": meta["width"],
                 "height": meta["height"], "n_cameras": 1}
-        if self.step_idx < self.config.refine_stop and len(self.scene) >= self.config.max_gaussians:
-            info["radii"] = info["radii"] * 0  # over budget: accumulate nothing, so nothing grows
         self.strategy.step_post_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx,
                                          info, packed=True)
         cfg = self.config
         if cfg.refine_start < self.step_idx < cfg.refine_stop and self.step_idx % cfg.refine_every == 0:
-            self._prune_unseen_and_big()
+            self._prune_big()
+        if 0 < self.step_idx < cfg.refine_stop and self.step_idx % cfg.reset_every == 0:
+            # gsplat 1.5.3's DefaultStrategy never resets (its test `step % every == 0 & step > 0` is always
+            # False: `&` binds first), so reset here as 3DGS does
+            from gsplat.strategy.ops import reset_opa
+
+            reset_opa(self.scene.params, self.optimizers, self.strategy_state, value=2 * cfg.prune_opacity)
 
     @torch.no_grad()
-    def _prune_unseen_and_big(self) -> int:
-        """Remove Gaussians too big or outside every training camera's view (gsplat's ``remove`` op)."""
+    def _prune_big(self) -> int:
+        """Remove Gaussians larger than ``prune_scale3d`` x the scene scale (gsplat's ``remove`` op)."""
         from gsplat.strategy.ops import remove
 
         p = self.scene.params
-        too_big = p["scales"].exp().max(dim=-1).values > self.config.prune_scale3d * self.scene_scale
-        prune = too_big | ~seen_by(p["means"], self.footage)
+        prune = p["scales"].exp().max(dim=-1).values > self.config.prune_scale3d * self.scene_scale
         if prune.any():
             remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=prune)
         return int(prune.sum())
@@ -273,6 +266,7 @@ class Trainer:
                 "appearance_optimizer": self.appearance_optimizer.state_dict(),
                 "strategy_state": self.strategy_state, "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids}
 
     def load_state_dict(self, state: dict) -> None:
@@ -286,4 +280,6 @@ class Trainer:
         self.strategy_state = state["strategy_state"]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step_idx, self.history = state["step"], list(state["history"])

@@ -175,15 +175,22 @@ def _strecha_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
              "target": "11/11, < 0.1 deg", "pass": len(errors.camera_ids) == 11 and np.median(errors.rotation_deg) < 0.1}]
 
 
+def ingest_caliscope(folder: Path, ws: Workspace) -> bool:
+    """Ingest caliscope's synced 4-camera clips with their calibration into ``ws``; False if the data is absent."""
+    clips = folder / "post_optimization" / "calibration" / "extrinsic"
+    if not clips.is_dir():
+        return False
+    run_ingest(ws, sorted(clips.glob("cam_*.mp4")), IngestConfig(
+        sync="none", image_format="jpg", calibration=folder / "post_optimization" / "camera_array.toml"))
+    return True
+
+
 def _caliscope_register_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
     """caliscope's 4 webcams: SfM (plate alone, and with the moving board matched at synced instants) against the
     imported calibration, and triangulation with it."""
-    clips = folder / "post_optimization" / "calibration" / "extrinsic"
-    if not clips.is_dir():
-        return [{"benchmark": "register caliscope 4 cameras", "result": f"skipped: {folder} absent", "pass": None}]
     ws = Workspace(work / "ws-caliscope-register")
-    run_ingest(ws, sorted(clips.glob("cam_*.mp4")), IngestConfig(
-        sync="none", image_format="jpg", calibration=folder / "post_optimization" / "camera_array.toml"))
+    if not ingest_caliscope(folder, ws):
+        return [{"benchmark": "register caliscope 4 cameras", "result": f"skipped: {folder} absent", "pass": None}]
     known = Cameras.from_json(json.loads((ws.stage_dir("ingest") / "calibration" / "cameras.json").read_text()))
     rows = []
     # webcams 0.4-1.4 m apart looking 2-4 m away: lower COLMAP's 16-degree first-pair angle

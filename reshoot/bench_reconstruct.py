@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reshoot.bench import ingest_caliscope
 from reshoot.evaluation import sample_truth_view
 from reshoot.footage import read_image
 from reshoot.ingest import IngestConfig, run_ingest
@@ -116,12 +117,9 @@ def _actor_masks(shoot, role: str) -> np.ndarray | None:
 
 
 def _caliscope_rows(folder: Path, work: Path, steps: int) -> list[dict[str, Any]]:
-    clips = folder / "post_optimization" / "calibration" / "extrinsic"
-    if not clips.is_dir():
-        return [{"benchmark": "reconstruct caliscope leave-one-out", "result": f"skipped: {folder} absent", "pass": None}]
     ws = Workspace(work / "ws-reconstruct-caliscope")
-    run_ingest(ws, sorted(clips.glob("cam_*.mp4")), IngestConfig(
-        sync="none", image_format="jpg", calibration=folder / "post_optimization" / "camera_array.toml"))
+    if not ingest_caliscope(folder, ws):
+        return [{"benchmark": "reconstruct caliscope leave-one-out", "result": f"skipped: {folder} absent", "pass": None}]
     run_register(ws, RegisterConfig(calibration="triangulate", dynamic="instants", plate_frames=12))
     rows = []
     for camera_id in ("cam_0", "cam_1", "cam_2", "cam_3"):

@@ -20,7 +20,7 @@ from reshoot.evaluation import sample_truth_view
 from reshoot.footage import read_image
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.metrics import psnr, ssim
-from reshoot.reconstruct import ReconstructConfig, load_scene, run_reconstruct
+from reshoot.reconstruct import ReconstructConfig, load_scene, run_reconstruct, to_uint8
 from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat.data import normalised_times
@@ -88,13 +88,13 @@ def score_truth_view(ws: Workspace, shoot, reconstruct_dir: Path, sheet: Path | 
     for frame_idx, truth_path in view.frames.items():
         t = float(times[frame_idx])
         image = render(scene, view.camera, t).rgb.clamp(0, 1)
-        truth = torch.as_tensor(read_image(truth_path)[..., :3], dtype=torch.float32) / 255.0
+        filmed = read_image(truth_path)[..., :3]
+        truth = torch.as_tensor(filmed, dtype=torch.float32) / 255.0
         k = int(truth_path.stem)
         on_actor = psnr(image, truth, torch.as_tensor(actor[k])) if actor is not None and actor[k].any() else np.nan
         rows.append((psnr(image, truth), float(ssim(image, truth)), on_actor))
         if frame_idx in picks:
-            cells.append((frame_idx, (truth.numpy() * 255).astype(np.uint8), (image.numpy() * 255 + 0.5).astype(np.uint8),
-                          rows[-1][0]))
+            cells.append((frame_idx, filmed, to_uint8(image), rows[-1][0]))
     if sheet is not None and cells:
         save_png(contact_sheet({
             "truth": [(f"frame {k}", a) for k, a, _, _ in cells],

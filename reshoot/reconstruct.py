@@ -169,7 +169,8 @@ def load_scene(path: Path, device: str = "cpu") -> tuple[DynamicScene, dict[str,
     return scene, dict(zip(data["camera_ids"], data["appearance"]))
 
 
-def _to_uint8(rgb: torch.Tensor) -> np.ndarray:
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """A rendered image [H, W, 3] in [0, 1] as uint8 (clamped, rounded)."""
     return (rgb.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
@@ -186,7 +187,7 @@ def preview_sheet(scene: DynamicScene, footage: ShotFootage, appearance: torch.T
             out = render(scene, footage.camera_at(c, t), float(footage.times[t]), appearance[c])
             w, h = (int(v) for v in footage.cameras.image_size[c])
             cells += [(f"filmed f{int(footage.frames[t])}", footage.images[c, t, :h, :w]),
-                      (f"rendered f{int(footage.frames[t])}", _to_uint8(out.rgb))]
+                      (f"rendered f{int(footage.frames[t])}", to_uint8(out.rgb))]
         rows[camera_id] = cells
     return contact_sheet(rows, title="reconstruct: each camera filmed vs rendered")
 
@@ -216,7 +217,7 @@ def evaluate_camera(scene: DynamicScene, footage: ShotFootage, camera_id: str, o
         keys = sorted(rendered)
         sheet = contact_sheet({
             "filmed": [(f"frame {int(footage.frames[keys[k]])}", footage.images[c, keys[k], :h, :w]) for k in picks],
-            "rendered": [(f"{rows[k]['psnr_db']:.1f} dB", _to_uint8(rendered[keys[k]])) for k in picks]},
+            "rendered": [(f"{rows[k]['psnr_db']:.1f} dB", to_uint8(rendered[keys[k]])) for k in picks]},
             title=f"held-out camera {camera_id}: {result['psnr_db']:.2f} dB PSNR, SSIM {result['ssim']:.3f} (mean)")
         save_png(sheet, Path(out) / "holdout.png")
     return result

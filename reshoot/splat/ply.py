@@ -110,13 +110,7 @@ def read_splats_ply(path: Path) -> dict[str, torch.Tensor]:
     is refused with an error saying so.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no 3DGS .ply at {path}")
-    plyfile = require("plyfile", "pip install plyfile")
-    try:
-        ply = plyfile.PlyData.read(str(path))
-    except Exception as exc:  # plyfile raises several types for a bad header or a short file
-        raise ValueError(f"{path} could not be read as a .ply file: {exc}") from exc
+    ply = read_ply(path, f"no 3DGS .ply at {path}")
     elements = [element.name for element in ply.elements]
     if "chunk" in elements:
         raise ValueError(
@@ -204,3 +198,15 @@ def _check_finite(arrays: dict[str, np.ndarray]) -> None:
                 f"{name} has NaN or Inf in {int(bad.sum())} splats (first at index {int(np.argmax(bad))}); "
                 "remove those splats before writing (viewers mis-render them, and gsplat's exporter drops them)"
             )
+
+
+def read_ply(path: Path, missing: str):
+    """``plyfile.PlyData`` of ``path``; ``missing`` is the error message when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(missing)
+    plyfile = require("plyfile", "pip install plyfile")
+    try:
+        return plyfile.PlyData.read(str(path))
+    except Exception as exc:  # plyfile raises several types for a bad header or a short file
+        raise ValueError(f"{path} could not be read as a .ply file: {exc}") from exc

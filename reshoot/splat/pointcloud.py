@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from reshoot._deps import require
+from reshoot.splat.ply import read_ply
 
 _OPEN3D_HINT = "pip install 'reshoot[pointcloud]'  (or: pip install open3d-cpu)"
 
@@ -173,13 +174,7 @@ def read_points_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A plain point cloud ``.ply`` (such as register's ``sparse_points.ply``) as ``xyz [N, 3]`` float64
     and ``rgb [N, 3]`` uint8, from the vertex properties x, y, z and red, green, blue (uchar)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no point cloud at {path}; the register stage writes register/sparse_points.ply")
-    plyfile = require("plyfile", "pip install plyfile")
-    try:
-        ply = plyfile.PlyData.read(str(path))
-    except Exception as exc:  # plyfile raises several types for a bad header or a short file
-        raise ValueError(f"{path} could not be read as a .ply file: {exc}") from exc
+    ply = read_ply(path, f"no point cloud at {path}; the register stage writes register/sparse_points.ply")
     if "vertex" not in [element.name for element in ply.elements]:
         raise ValueError(f"{path} has no 'vertex' element; it is not a point cloud")
     vertex = ply["vertex"].data

@@ -53,11 +53,6 @@ class GaussiansAt:
     def __len__(self) -> int:
         return self.means.shape[0]
 
-    def select(self, index: Tensor) -> GaussiansAt:
-        """The Gaussians at ``index`` (a long tensor or a bool mask)."""
-        return GaussiansAt(self.means[index], self.quats[index], self.scales[index], self.opacities[index],
-                           self.colors[index], self.sh_degree)
-
 
 class DynamicScene(torch.nn.Module):
     """Static and dynamic Gaussians (see the module docstring); ``params`` is the gsplat-style ParameterDict."""

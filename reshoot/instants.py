@@ -92,7 +92,7 @@ def _merge_into(pycolmap, database: Path, side_db: Path, side_names: dict[int, s
     pycolmap.verify_matches(database, pairs_file)
     inliers = _verified(pycolmap, database)
     cameras = {image_id: name for name, image_id in main_ids.items()}
-    return {f"{cameras[i]}|{cameras[j]}": {**row, "verified_inliers": inliers.get((i, j), 0)}
+    return {"|".join(sorted((cameras[i], cameras[j]))): {**row, "verified_inliers": inliers.get((i, j), 0)}
             for (i, j), row in stats.items() if i in cameras and j in cameras}
 
 

@@ -68,6 +68,9 @@ class ReconstructConfig:
     loss (crew, rigging, screens)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when there is a GPU (gsplat's kernels), else the CPU rasterizer."""
+    strategy: Literal["auto", "default", "mcmc"] = "auto"
+    """gsplat's densification: auto is mcmc (MCMCStrategy) on CUDA and default (DefaultStrategy) on CPU; mcmc also
+    runs on CPU (torch twins of its two CUDA kernels), slower."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,15 +78,17 @@ class ReconstructConfig:
             raise ValueError(f"ReconstructConfig: downscale and frame_step must be >= 1 and sh_degree 0-3; got "
                              f"{self.downscale}, {self.frame_step}, {self.sh_degree}")
 
-    def train_config(self) -> TrainConfig:
-        base = PRESETS[self.preset]
+    def train_config(self, device: str = "cpu") -> TrainConfig:
+        """The preset with this config's overrides; ``device`` ("cpu" or "cuda") settles strategy "auto"."""
+        strategy = self.strategy if self.strategy != "auto" else ("mcmc" if device == "cuda" else "default")
+        base = replace(PRESETS[self.preset], appearance=self.appearance, seed=self.seed, strategy=strategy)
         if self.steps is None:
-            return replace(base, appearance=self.appearance, seed=self.seed)
+            return base
         scale = self.steps / base.steps
         return replace(base, steps=self.steps, refine_start=int(base.refine_start * scale),
                        refine_stop=int(base.refine_stop * scale),
-                       sh_degree_every=max(1, int(base.sh_degree_every * scale)), appearance=self.appearance,
-                       seed=self.seed, checkpoint_every=max(50, min(base.checkpoint_every, self.steps // 4)))
+                       sh_degree_every=max(1, int(base.sh_degree_every * scale)),
+                       checkpoint_every=max(50, min(base.checkpoint_every, self.steps // 4)))
 
 
 def run_reconstruct(workspace: Workspace, config: ReconstructConfig = ReconstructConfig(),
@@ -106,12 +111,13 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
         init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
         params, report = initial_params(footage, xyz, rgb, init)
     scene = DynamicScene(params, config.sh_degree).to(device)
-    trainer = Trainer(footage, scene, config.train_config(), scene_scale=_scene_scale(footage))
+    trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage))
     with ctx.timer("training"):
         history = trainer.run(ctx.scratch_dir / "checkpoint.pt")
     with ctx.timer("outputs"):
         summary = _write_outputs(ctx.out_dir, trainer, footage)
-    summary.update(init=asdict(report), device=str(device), training_steps=trainer.step_idx,
+    summary.update(init=asdict(report), device=str(device), strategy=trainer.config.strategy,
+                   training_steps=trainer.step_idx,
                    final_train_psnr_db=float(np.mean([h["psnr"] for h in history[-4:]])) if history else None)
     if config.holdout:
         with ctx.timer("holdout"):

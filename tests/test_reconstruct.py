@@ -165,3 +165,23 @@ def test_training_masks_leave_pixels_out_of_the_loss(registered, tmp_path):
     xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
     params, _ = initial_params(plain, xyz, rgb, InitConfig(sh_degree=0, dynamic_per_instant=50, plate_stride=0))
     assert Trainer(nothing, DynamicScene(params, 0), TrainConfig(steps=1)).step()["loss"] == pytest.approx(0.0)
+
+
+def test_mcmc_training_on_cpu_grows_by_five_percent_and_learns(registered):
+    _, ws, register = registered
+    footage = load_shot_footage(ws.root)
+    xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
+    params, _ = initial_params(footage, xyz, rgb, InitConfig(sh_degree=1, dynamic_per_instant=100))
+    config = TrainConfig(steps=40, refine_start=10, refine_stop=35, refine_every=10, strategy="mcmc",
+                         max_gaussians=len(params["means"]) + 60)
+    trainer = Trainer(footage, DynamicScene(params, 1), config)
+    start = len(trainer.scene)
+    history = trainer.run()
+    # refine steps 20 and 30 (gsplat: start < step < stop) each add 5 %, capped at max_gaussians
+    assert len(trainer.scene) == min(config.max_gaussians, int(1.05 * int(1.05 * start)))
+    assert history[-1]["loss"] < history[0]["loss"]
+    with pytest.raises(ValueError, match="strategy"):
+        TrainConfig(strategy="adc")
+    assert ReconstructConfig().train_config("cuda").strategy == "mcmc"
+    assert ReconstructConfig().train_config("cpu").strategy == "default"
+    assert ReconstructConfig(strategy="mcmc").train_config("cpu").strategy == "mcmc"

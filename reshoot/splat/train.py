@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,15 @@ class TrainConfig:
     """Prune Gaussians larger than this times the scene scale (at refine steps): a novel view far from the
     cameras sees them as fog. (gsplat's DefaultStrategy only does this after an opacity reset.)"""
     max_gaussians: int = 400_000
-    """Stop densifying beyond this many Gaussians (memory and CPU time)."""
+    """Stop densifying beyond this many Gaussians (memory and CPU time); MCMC's ``cap_max``."""
+    strategy: Literal["default", "mcmc"] = "default"
+    """gsplat's densification strategy: ``default`` (3DGS: clone, split, prune by gradient and opacity) or ``mcmc``
+    (3DGS as Markov Chain Monte Carlo: relocate dead Gaussians, add 5 % per refine step up to ``max_gaussians``,
+    noise on positions; gsplat's CUDA kernels on GPU, their torch twins on CPU)."""
+    opacity_reg: float = 0.01
+    """MCMC only: weight of the mean opacity in the loss (gsplat's simple_trainer value)."""
+    scale_reg: float = 0.01
+    """MCMC only: weight of the mean scale in the loss (gsplat's simple_trainer value)."""
     checkpoint_every: int = 500
     seed: int = 0
 
@@ -80,6 +89,8 @@ class TrainConfig:
         if self.steps < 1 or self.refine_every < 1 or not 0 <= self.ssim_weight <= 1:
             raise ValueError(f"TrainConfig: steps and refine_every must be >= 1 and ssim_weight in [0, 1]; got "
                              f"{self.steps}, {self.refine_every}, {self.ssim_weight}")
+        if self.strategy not in ("default", "mcmc"):
+            raise ValueError(f"TrainConfig: strategy must be 'default' or 'mcmc'; got {self.strategy!r}")
 
 
 PRESETS = {
@@ -130,13 +141,27 @@ def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | 
     return RenderOutput(rgb, alpha, depth)
 
 
+def _make_strategy(config: TrainConfig):
+    """gsplat's DefaultStrategy or MCMCStrategy with this config's schedule."""
+    from gsplat.strategy import DefaultStrategy, MCMCStrategy
+
+    if config.strategy == "mcmc":
+        from reshoot.splat._gsplat_torch import enable_mcmc_on_cpu
+
+        enable_mcmc_on_cpu()  # CUDA tensors still take gsplat's kernels
+        return MCMCStrategy(cap_max=config.max_gaussians, refine_start_iter=config.refine_start,
+                            refine_stop_iter=config.refine_stop, refine_every=config.refine_every,
+                            min_opacity=config.prune_opacity, verbose=False)
+    return DefaultStrategy(prune_opa=config.prune_opacity, grow_grad2d=config.grow_grad2d,
+                           refine_start_iter=config.refine_start, refine_stop_iter=config.refine_stop,
+                           reset_every=config.reset_every, refine_every=config.refine_every, verbose=False)
+
+
 class Trainer:
     """Trains a DynamicScene on ShotFootage; ``run()`` for the whole loop, ``step()`` for one step."""
 
     def __init__(self, footage: ShotFootage, scene: DynamicScene, config: TrainConfig = TrainConfig(),
                  scene_scale: float = 1.0) -> None:
-        from gsplat.strategy import DefaultStrategy
-
         self.footage, self.scene, self.config, self.scene_scale = footage, scene, config, scene_scale
         self.step_idx = 0
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -144,12 +169,10 @@ class Trainer:
         device = scene.params["means"].device
         self.appearance = torch.nn.Parameter(torch.eye(3, 4, device=device).repeat(len(footage.camera_ids), 1, 1))
         self.optimizers = self._make_optimizers()
-        self.strategy = DefaultStrategy(
-            prune_opa=config.prune_opacity, grow_grad2d=config.grow_grad2d, refine_start_iter=config.refine_start,
-            refine_stop_iter=config.refine_stop, reset_every=config.reset_every, refine_every=config.refine_every,
-            verbose=False)
+        self.strategy = _make_strategy(config)
         self.strategy.check_sanity(scene.params, self.optimizers)
-        self.strategy_state = self.strategy.initialize_state(scene_scale=scene_scale)
+        self.strategy_state = (self.strategy.initialize_state() if config.strategy == "mcmc"
+                               else self.strategy.initialize_state(scene_scale=scene_scale))
         self.pairs = np.argwhere(footage.valid)  # [M, 2] (camera, instant) with a frame
         self.history: list[dict] = []
 
@@ -180,6 +203,9 @@ class Trainer:
             keep = torch.as_tensor(self.footage.masks[camera_idx, instant_idx, :h, :w], device=device)[..., None]
             target = torch.where(keep, target, out.rgb.detach())
         loss = (1 - cfg.ssim_weight) * F.l1_loss(out.rgb, target) + cfg.ssim_weight * (1 - ssim(out.rgb, target))
+        if cfg.strategy == "mcmc":  # as gsplat's simple_trainer: keep opacities and scales small, so dead ones relocate
+            p = self.scene.params
+            loss = loss + cfg.opacity_reg * torch.sigmoid(p["opacities"]).mean() + cfg.scale_reg * p["scales"].exp().mean()
         self.strategy.step_pre_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx, meta)
         loss.backward()
         if self.appearance.grad is not None:
@@ -193,7 +219,12 @@ class Trainer:
         return {"loss": loss.item(), "psnr": psnr(out.rgb.detach().clamp(0, 1), target)}
 
     def _densify(self, meta: dict) -> None:
-        """gsplat's DefaultStrategy over all Gaussians, from the rasterizer's meta over the visible ones."""
+        """gsplat's strategy over all Gaussians, from the rasterizer's meta over the visible ones."""
+        if self.config.strategy == "mcmc":
+            lr = self.optimizers["means"].param_groups[0]["lr"]
+            self.strategy.step_post_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx,
+                                             meta, lr=lr)
+            return
         visible = meta["visible_ids"]
         radii = meta["radii"][0]  # [n] or [n, 2]
         drawn = (radii > 0).all(dim=-1) if radii.dim() == 2 else radii > 0

@@ -21,10 +21,14 @@ import cv2 as _cv2  # noqa: F401
 import PIL.Image as _pil_image  # noqa: F401
 
 from reshoot._deps import MissingDependencyError
+from reshoot.camera_path import CameraPath, PathError, Timeline
 from reshoot.cameras import Cameras, look_at
 from reshoot.demo import DemoResult, run_demo
+from reshoot.export import ExportConfig, ExportError, run_export
 from reshoot.footage import CameraSource, FootageError, probe_source
+from reshoot.guide import GuideConfig, GuideError, run_guide
 from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.plan import PathConfig, run_path
 from reshoot.reconstruct import ReconstructConfig, ReconstructError, load_scene, run_reconstruct
 from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
@@ -38,7 +42,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 #: Errors that mean "the user asked for something that cannot be done as asked"; the CLI prints them
 #: without a traceback.
-ReshootError = (StageError, MissingDependencyError, RegistrationError, ReconstructError)
+ReshootError = (StageError, MissingDependencyError, RegistrationError, ReconstructError, GuideError, ExportError)
 
 __all__ = [
     "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "ReconstructConfig", "ReconstructError",
@@ -46,5 +50,6 @@ __all__ = [
     "SyncError", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
     "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "read_frame_poses", "run_demo", "run_ingest", "run_register",
-    "load_scene", "run_reconstruct",
+    "load_scene", "run_reconstruct", "PathConfig", "run_path", "GuideConfig", "GuideError", "run_guide",
+    "ExportConfig", "ExportError", "run_export", "CameraPath", "Timeline", "PathError",
 ]

@@ -11,10 +11,14 @@ reshoot's own convention, used everywhere inside the package:
   OpenCV puts the centre of the top-left pixel at (0, 0), so ``cx_opencv = cx - 0.5``;
 - **distortion is OpenCV's 5-term model** ``(k1, k2, p1, p2, k3)``;
 - **the world is +Z up** wherever reshoot chooses the world (the sample shoot, paths). A world
-  that came from COLMAP keeps COLMAP's axes until a recorded transform says otherwise.
+  that came from COLMAP keeps COLMAP's axes until a recorded transform says otherwise;
+- **lenses** are given in pixels inside reshoot; millimetres only with a sensor width (the
+  *horizontal* film back, as Nuke's ``haperture``), and fields of view in degrees across the
+  width (horizontal) or the height (vertical) with the principal point at the image centre.
 
 Conversions to and from other conventions live here and nowhere else: OpenCV (``K, dist, R, t``),
-COLMAP (``pycolmap.Reconstruction``), OpenGL camera-to-world and nerfstudio ``transforms.json``.
+COLMAP (``pycolmap.Reconstruction``), OpenGL camera-to-world and nerfstudio ``transforms.json``,
+and Nuke's camera transform (Y-up world, OpenGL camera axes, ZXY Euler angles in degrees).
 """
 
 from __future__ import annotations
@@ -30,6 +34,16 @@ from reshoot._deps import require
 #: Right-multiplying a camera-to-world matrix by this flips OpenCV camera axes (y down, z forward)
 #: to OpenGL camera axes (y up, z backward), and back: it is its own inverse.
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+#: Left-multiplying a world point (or a camera-to-world matrix) by this takes reshoot's +Z-up world
+#: to a +Y-up world such as Nuke's, Maya's or Houdini's: ``(x, y, z) -> (x, z, -y)``, a rotation of
+#: -90 degrees about X (right-handed, no mirror). Its inverse is its transpose.
+ZUP_TO_YUP = np.array([
+    [1.0, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 1.0, 0.0],
+    [0.0, -1.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 1.0],
+])
 
 #: COLMAP camera models reshoot reads, and which of reshoot's distortion terms each holds.
 _COLMAP_DISTORTION = {
@@ -426,6 +440,102 @@ def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] =
 def focal_px_from_mm(focal_mm: float, sensor_width_mm: float, width_px: int) -> float:
     """Focal length in pixels from a lens in mm on a sensor of the given width."""
     return focal_mm / sensor_width_mm * width_px
+
+
+def focal_mm_from_px(focal_px: float, sensor_width_mm: float, width_px: int) -> float:
+    """Lens in mm on a sensor of the given width from a focal length in pixels (inverse of :func:`focal_px_from_mm`)."""
+    return focal_px / width_px * sensor_width_mm
+
+
+def fov_deg_from_focal_px(focal_px: float | np.ndarray, size_px: float) -> float | np.ndarray:
+    """Field of view in degrees across ``size_px`` pixels, the principal point at the centre.
+
+    Give the image width for the horizontal field of view, the height for the vertical one
+    (nerfstudio's camera paths and Nuke's ``.chan`` files hold the vertical one).
+    """
+    return np.degrees(2.0 * np.arctan(size_px / 2.0 / np.asarray(focal_px, dtype=np.float64)))
+
+
+def focal_px_from_fov_deg(fov_deg: float | np.ndarray, size_px: float) -> float | np.ndarray:
+    """Focal length in pixels from the field of view across ``size_px`` pixels (inverse of :func:`fov_deg_from_focal_px`).
+
+    This is nerfstudio's ``three_js_perspective_camera_focal_length(fov, image_height)``.
+    """
+    return size_px / 2.0 / np.tan(np.radians(np.asarray(fov_deg, dtype=np.float64)) / 2.0)
+
+
+# ---- Nuke ---------------------------------------------------------------------------------------
+#
+# A Nuke Camera (classic 3D, defaults ``xform_order SRT``, ``rot_order ZXY``, no scale, no pivot) has
+# the local matrix ``T(translate) @ Ry(ry) @ Rx(rx) @ Rz(rz)``: the Z rotation is applied first,
+# then X, then Y, all about the parent's (world) axes, angles in degrees. The camera looks down
+# its -Z axis with +Y up and +X right (OpenGL camera axes), in Nuke's +Y-up world. So
+# ``camera_to_world_nuke = ZUP_TO_YUP @ camera_to_world @ OPENCV_TO_OPENGL``.
+
+
+def _axis_rotation(axis: int, angle_rad: np.ndarray) -> np.ndarray:  # [N, 3, 3]
+    """Right-handed rotations about world axis 0 (X), 1 (Y) or 2 (Z)."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    R = np.zeros((len(angle_rad), 3, 3))
+    R[:, axis, axis] = 1.0
+    R[:, i, i], R[:, i, j], R[:, j, i], R[:, j, j] = c, -s, s, c
+    return R
+
+
+def rotation_from_euler_zxy_deg(rotate_deg: np.ndarray) -> np.ndarray:  # [N, 3, 3]
+    """``Ry(ry) @ Rx(rx) @ Rz(rz)`` from ``rotate_deg = (rx, ry, rz)`` per row, Nuke's ``rot_order ZXY``.  # [N, 3]"""
+    r = np.radians(np.asarray(rotate_deg, dtype=np.float64).reshape(-1, 3))
+    return _axis_rotation(1, r[:, 1]) @ _axis_rotation(0, r[:, 0]) @ _axis_rotation(2, r[:, 2])
+
+
+def euler_zxy_deg_from_rotation(R: np.ndarray) -> np.ndarray:  # [N, 3]
+    """``(rx, ry, rz)`` in degrees with ``R = Ry(ry) @ Rx(rx) @ Rz(rz)``; inverse of :func:`rotation_from_euler_zxy_deg`.
+
+    ``rx`` is in [-90, 90]. At gimbal lock (``rx = +-90``: in Nuke's world a camera looking straight
+    down or up) only ``ry - rz`` or ``ry + rz`` is defined; ``rz`` is then 0. Elsewhere ``rz`` is
+    found first and ``ry`` from what is left, so the angles rebuild ``R`` to rounding error even
+    close to the lock.  # R: [N, 3, 3]
+    """
+    R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
+    cos_x = np.hypot(R[:, 1, 0], R[:, 1, 1])
+    rx = np.arctan2(-R[:, 1, 2], cos_x)
+    rz = np.where(cos_x > 1e-12, np.arctan2(R[:, 1, 0], R[:, 1, 1]), 0.0)
+    rest = R @ np.swapaxes(_axis_rotation(0, rx) @ _axis_rotation(2, rz), 1, 2)  # = Ry(ry)
+    ry = np.arctan2(rest[:, 0, 2], rest[:, 0, 0])
+    return np.degrees(np.stack([rx, ry, rz], axis=1))
+
+
+def nuke_camera_transform(world_to_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nuke Camera knobs ``translate`` and ``rotate`` (degrees, ``rot_order ZXY``) for reshoot poses.
+
+    reshoot's +Z-up world becomes Nuke's +Y-up world through :data:`ZUP_TO_YUP` (distances keep
+    their unit). Along the N poses each angle is unwrapped by whole turns so that consecutive
+    values differ by less than 180 degrees (Nuke interpolates the curves between frames).
+
+    Args:
+        world_to_camera: reshoot poses, OpenCV camera axes.  # [N, 4, 4]
+    Returns:
+        translate  # [N, 3]
+        rotate_deg: ``(rx, ry, rz)``  # [N, 3]
+    """
+    poses = np.asarray(world_to_camera, dtype=np.float64).reshape(-1, 4, 4)
+    c2w = ZUP_TO_YUP @ np.linalg.inv(poses) @ OPENCV_TO_OPENGL
+    rotate = euler_zxy_deg_from_rotation(c2w[:, :3, :3])
+    if len(rotate) > 1:
+        rotate = np.degrees(np.unwrap(np.radians(rotate), axis=0))
+    return c2w[:, :3, 3].copy(), rotate
+
+
+def world_to_camera_from_nuke(translate: np.ndarray, rotate_deg: np.ndarray) -> np.ndarray:  # [N, 4, 4]
+    """reshoot poses from Nuke Camera ``translate`` and ``rotate`` (degrees, ``rot_order ZXY``); inverse of
+    :func:`nuke_camera_transform`.  # translate, rotate_deg: [N, 3]
+    """
+    translate = np.asarray(translate, dtype=np.float64).reshape(-1, 3)
+    c2w = np.tile(np.eye(4), (len(translate), 1, 1))
+    c2w[:, :3, :3] = rotation_from_euler_zxy_deg(rotate_deg)
+    c2w[:, :3, 3] = translate
+    return np.linalg.inv(ZUP_TO_YUP.T @ c2w @ OPENCV_TO_OPENGL)
 
 
 def distort(x: np.ndarray, y: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,12 +23,25 @@ def write_video(
     codec: str = "libx264",
     crf: int = 16,
     timecode: str | None = None,
+    *,
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    rec709: bool = False,
 ) -> int:
     """Encode ``frames`` (and optional mono PCM audio) to ``path``, atomically; return the frame count.
 
     The container follows the suffix (``.mov``, ``.mp4``, ``.mkv``). Audio is 16-bit PCM in MOV/MKV
-    (no encoder delay, so sync is sample-exact) and AAC in MP4. ``timecode`` (``HH:MM:SS:FF``) is
-    written as the start timecode track.
+    (no encoder delay, so sync is sample-exact) and AAC in MP4. ``timecode`` (``HH:MM:SS:FF``, or
+    ``HH:MM:SS;FF`` drop-frame) is written as the start timecode: FFmpeg's MOV/MP4 muxer turns the
+    video stream's ``timecode`` metadata into a ``tmcd`` track, which PyAV and ffprobe read back.
+
+    Args:
+        frames: RGB, each uint8 (``rgb24``) or uint16 (``rgb48``, for 10-bit codecs).  # [H, W, 3]
+        pix_fmt: the encoder's pixel format (``yuv420p`` for H.264, ``yuv422p10le`` for ProRes 422).
+        options: encoder options; default ``{"crf": crf}`` for libx264 and none otherwise.
+        rec709: convert RGB to YUV with the BT.709 matrix in limited range and tag the stream BT.709
+            (primaries, transfer, matrix, range), as HD deliverables are. Off by default: FFmpeg's
+            untagged default (BT.601 matrix), as reshoot's sample footage has always been written.
     """
     av = require("av", "pip install av")
     path = Path(path)
@@ -38,8 +51,12 @@ def write_video(
     try:
         with av.open(str(tmp), mode="w") as container:
             video = container.add_stream(codec, rate=rate)
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": str(crf)} if codec == "libx264" else {}
+            video.pix_fmt = pix_fmt
+            if options is None:
+                options = {"crf": str(crf)} if codec == "libx264" else {}
+            video.options = dict(options)
+            if rec709:
+                _tag_rec709(video.codec_context)
             if timecode:
                 video.metadata["timecode"] = timecode
             sound = None
@@ -50,7 +67,11 @@ def write_video(
             for frame in frames:
                 if count == 0:
                     video.height, video.width = frame.shape[:2]
-                packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                rgb_format = "rgb48le" if frame.dtype == np.uint16 else "rgb24"
+                packet_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=rgb_format)
+                if rec709:
+                    packet_frame = packet_frame.reformat(format=pix_fmt, dst_colorspace="itu709",
+                                                         dst_color_range="MPEG")
                 packet_frame.pts = count
                 container.mux(video.encode(packet_frame))
                 count += 1
@@ -66,6 +87,18 @@ def write_video(
         tmp.unlink(missing_ok=True)
         raise
     return count
+
+
+def _tag_rec709(codec_context: Any) -> None:
+    """Tag a video encoder BT.709: primaries, transfer, YUV matrix, and limited ("MPEG") range.
+
+    The values are FFmpeg's ``AVCOL_PRI_BT709``, ``AVCOL_TRC_BT709``, ``AVCOL_SPC_BT709`` (all 1) and
+    ``AVCOL_RANGE_MPEG`` (1).
+    """
+    codec_context.color_primaries = 1
+    codec_context.color_trc = 1
+    codec_context.colorspace = 1
+    codec_context.color_range = 1
 
 
 def _mux_audio(av, container, stream, audio: np.ndarray, start: int, stop: int) -> int:

@@ -100,7 +100,7 @@ def run_reconstruct(workspace: Workspace, config: ReconstructConfig = Reconstruc
 
 
 def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]:
-    device = _device(config.device)
+    device = choose_device(config.device)
     with ctx.timer("load"):
         footage = load_shot_footage(ctx.workspace.root, config.downscale, config.frame_step, masks=config.masks)
         full = footage
@@ -125,7 +125,7 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
     return summary
 
 
-def _device(choice: str) -> torch.device:
+def choose_device(choice: str) -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ReconstructError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")

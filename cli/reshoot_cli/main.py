@@ -19,7 +19,10 @@ from rich.table import Table
 
 import reshoot
 from reshoot import bench
+from reshoot.export import ExportConfig
+from reshoot.guide import GuideConfig
 from reshoot.ingest import IngestConfig
+from reshoot.plan import PathConfig
 from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
@@ -198,6 +201,81 @@ class ReconstructCommand:
 
 
 @dataclass
+class PathCommand:
+    """Path: design the missing angle as a camera path over the shot's timeline (overhead, dolly between two set
+    cameras, orbit, offset of a set camera, between two poses, or imported from nerfstudio/Nuke/reshoot JSON);
+    writes WS/path: path.json, plan.png (the set from above with the path) and plan.glb."""
+
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder, already registered."""
+    force: bool = False
+    """Run again even if the inputs and options are unchanged."""
+    config: Annotated[PathConfig, tyro.conf.arg(name="")] = field(default_factory=PathConfig)
+
+    def run(self) -> None:
+        ws = _existing_workspace(self.workspace)
+        result = reshoot.run_path(ws, self.config, force=self.force)
+        s = result.manifest["summary"]
+        verb = "up to date (skipped)" if result.skipped else "done"
+        out.print(f"[bold]path {verb}[/]: '{s['name']}' ({s['kind']}), {s['frames']} frames at {s['fps']} fps, "
+                  f"{s['image_size'][0]}x{s['image_size'][1]}, {s['focal_mm'][0]:.1f}-{s['focal_mm'][1]:.1f} mm, "
+                  f"footage frames {s['timeline_frames'][0]:g}-{s['timeline_frames'][1]:g}")
+        _print_warnings(s["warnings"])
+        out.print(f"plan: {result.path / 'plan.png'}  3D: {result.path / 'plan.glb'}")
+
+
+@dataclass
+class GuideCommand:
+    """Guide: render the path from the splat scene, every frame: RGB, coverage (alpha), depth and a confidence map
+    (how well the real cameras saw each pixel); writes WS/guide and a contact sheet."""
+
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder, with a scene (reconstruct) and a path."""
+    force: bool = False
+    """Run again even if the inputs and options are unchanged."""
+    config: Annotated[GuideConfig, tyro.conf.arg(name="")] = field(default_factory=GuideConfig)
+
+    def run(self) -> None:
+        ws = _existing_workspace(self.workspace)
+        result = reshoot.run_guide(ws, self.config, force=self.force)
+        s = result.manifest["summary"]
+        verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
+        confidence = f", mean confidence {s['mean_confidence']:.2f}" if s["mean_confidence"] is not None else ""
+        out.print(f"[bold]guide {verb}[/] on {s['device']}: {s['frames']} frames of '{s['path']}' at "
+                  f"{s['render_fps']:.2f} frames/s; coverage {s['mean_coverage']:.0%} (lowest {s['min_coverage']:.0%})"
+                  f"{confidence}")
+        _print_warnings(s["warnings"])
+        out.print(f"contact sheet: {result.path / 'contact_sheet.png'}")
+
+
+@dataclass
+class ExportCommand:
+    """Export: write the shot as deliverables: PNG/EXR sequences, H.264 MP4 and ProRes MOV with timecode, the camera
+    for Nuke (.chan), nerfstudio, USD and reshoot, a contact sheet and a side-by-side with the nearest real camera."""
+
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder, with guide frames (or a refined shot)."""
+    force: bool = False
+    """Run again even if the inputs and options are unchanged."""
+    config: Annotated[ExportConfig, tyro.conf.arg(name="")] = field(default_factory=ExportConfig)
+
+    def run(self) -> None:
+        ws = _existing_workspace(self.workspace)
+        result = reshoot.run_export(ws, self.config, force=self.force)
+        s = result.manifest["summary"]
+        verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
+        out.print(f"[bold]export {verb}[/]: '{s['name']}' from {s['source']}, frames {s['first_frame']}-"
+                  f"{s['last_frame']} at {s['fps']} fps, starting at {s['start_timecode'] or 'no timecode'}")
+        for name in sorted(p.relative_to(result.path) for p in result.path.iterdir() if p.name != "manifest.json"):
+            out.print(f"  {result.path / name}")
+
+
+def _print_warnings(warnings_: list[str]) -> None:
+    for text in warnings_:
+        out.print(f"[yellow]warning:[/] {text}")
+
+
+@dataclass
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
@@ -262,7 +340,8 @@ def _existing_workspace(path: Path) -> reshoot.Workspace:
 
 
 COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "register": RegisterCommand,
-            "reconstruct": ReconstructCommand, "status": StatusCommand,
+            "reconstruct": ReconstructCommand, "path": PathCommand, "guide": GuideCommand, "export": ExportCommand,
+            "status": StatusCommand,
             "bench": BenchCommand}
 
 
@@ -308,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/] unknown command {name!r}.{hint} Commands: {', '.join(COMMANDS)}")
         return 2
     cls = COMMANDS[name]
+    if name == "path" and rest and not rest[0].startswith("-"):  # `reshoot path overhead ...`: the kind first
+        rest = ["--kind", rest[0], *rest[1:]]
     default = None
     if "preset" in cls.__dataclass_fields__ and name == "sample":
         preset = _peek_option(rest, "--preset", "default")

@@ -68,17 +68,8 @@ def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int 
             without a mask file counts whole.
     """
     root = Path(workspace_root)
-    ingest, register = root / "ingest", root / "register"
-    for stage in (ingest, register):
-        if not (stage / "manifest.json").is_file():
-            raise FileNotFoundError(f"{stage} is missing: run `reshoot {stage.name} --workspace {root}` first")
-    footage = json.loads((ingest / "footage.json").read_text())
-    registered = json.loads((register / "cameras.json").read_text())
-    intrinsics = Cameras.from_json(registered)
-    ids = [c for c in intrinsics.camera_ids if cameras is None or c in cameras]
-    if cameras is not None and sorted(set(cameras) - set(ids)):
-        raise ValueError(f"cameras {sorted(set(cameras) - set(ids))} are not registered; registered: "
-                         f"{', '.join(intrinsics.camera_ids)}")
+    ingest = root / "ingest"
+    footage, registered, intrinsics, ids = _registered(root, cameras)
     count = footage["timeline"]["frame_count"]
     frames = np.arange(0, count, frame_step)
     layout = footage["frames"]["layout"]
@@ -118,6 +109,45 @@ def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int 
         weights = np.ones(images.shape[:4], bool) if weights is None else weights
         weights &= ~outside[:, None]
     return ShotFootage(joined, images, valid, poses, normalised_times(count)[frames], frames, weights)
+
+
+def registered_rig(workspace_root: Path, cameras: list[str] | None = None) -> tuple[Cameras, np.ndarray, np.ndarray]:
+    """The registered set cameras as the scene renders them, without reading any footage.
+
+    Returns:
+        ``cameras``: pinhole versions of the registered cameras (same focal length and principal point, no
+        distortion, full size), posed at their first registered frame; ``world_to_camera [C, T, 4, 4]``: each
+        camera's pose at every frame of the ingested timeline; ``valid [C, T]``: the camera has a pose then.
+    """
+    footage, registered, intrinsics, ids = _registered(Path(workspace_root), cameras)
+    count = footage["timeline"]["frame_count"]
+    poses = np.tile(np.eye(4), (len(ids), count, 1, 1))
+    valid = np.zeros((len(ids), count), bool)
+    for c, camera_id in enumerate(ids):
+        for entry in registered["frame_poses"].get(camera_id, []):
+            if 0 <= entry["frame"] < count:
+                poses[c, entry["frame"]], valid[c, entry["frame"]] = np.array(entry["world_to_camera"]), True
+    pinhole = intrinsics.select(ids)
+    first = [int(np.argmax(valid[c])) for c in range(len(ids))]
+    pinhole = replace(pinhole, distortion=np.zeros_like(pinhole.distortion),
+                      world_to_camera=np.stack([poses[c, first[c]] for c in range(len(ids))]))
+    return pinhole, poses, valid
+
+
+def _registered(root: Path, cameras: list[str] | None) -> tuple[dict, dict, Cameras, list[str]]:
+    """footage.json, cameras.json, the registered cameras and the ids asked for (checked)."""
+    ingest, register = root / "ingest", root / "register"
+    for stage in (ingest, register):
+        if not (stage / "manifest.json").is_file():
+            raise FileNotFoundError(f"{stage} is missing: run `reshoot {stage.name} --workspace {root}` first")
+    footage = json.loads((ingest / "footage.json").read_text())
+    registered = json.loads((register / "cameras.json").read_text())
+    intrinsics = Cameras.from_json(registered)
+    ids = [c for c in intrinsics.camera_ids if cameras is None or c in cameras]
+    if cameras is not None and sorted(set(cameras) - set(ids)):
+        raise ValueError(f"cameras {sorted(set(cameras) - set(ids))} are not registered; registered: "
+                         f"{', '.join(intrinsics.camera_ids)}")
+    return footage, registered, intrinsics, ids
 
 
 def _read_masks(folder: Path, sources: list[Cameras], joined: Cameras, frames: np.ndarray,

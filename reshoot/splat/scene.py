@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -92,6 +93,21 @@ class DynamicScene(torch.nn.Module):
         degree = self.sh_degree if active_sh_degree is None else min(active_sh_degree, self.sh_degree)
         colors = torch.cat([p["sh0"], p["shN"]], dim=1)[:, :(degree + 1) ** 2]
         return GaussiansAt(means, quats, torch.exp(p["scales"]), opacities, colors, degree)
+
+    def dynamic_centre(self, t: float, min_opacity: float = 0.3) -> np.ndarray:
+        """Where the moving things are at time ``t``: the opacity-weighted median position of the dynamic Gaussians
+        at least ``min_opacity`` opaque then (NaNs when there are none).  # [3]"""
+        with torch.no_grad():
+            index = torch.nonzero(self.params["dynamic"] > 0).squeeze(1)
+            g = self.at(t, 0, index)
+            keep = g.opacities >= min_opacity
+            if not keep.any():
+                return np.full(3, np.nan)
+            means, weights = g.means[keep].cpu().double().numpy(), g.opacities[keep].cpu().double().numpy()
+        order = np.argsort(means, axis=0)
+        cumulative = np.cumsum(weights[order], axis=0)
+        middle = np.argmax(cumulative >= cumulative[-1] / 2, axis=0)
+        return np.array([means[order[middle[k], k], k] for k in range(3)])
 
     def static_part(self) -> dict[str, Tensor]:
         """The static Gaussians' 3DGS parameters, detached, named as ``reshoot.splat.ply`` writes them."""

@@ -221,6 +221,9 @@ class Trainer:
     def _densify(self, meta: dict) -> None:
         """gsplat's strategy over all Gaussians, from the rasterizer's meta over the visible ones."""
         if self.config.strategy == "mcmc":
+            cfg = self.config
+            if cfg.refine_start < self.step_idx < cfg.refine_stop and self.step_idx % cfg.refine_every == 0:
+                self._kill_big()  # MCMC relocates dead Gaussians in this very step
             lr = self.optimizers["means"].param_groups[0]["lr"]
             self.strategy.step_post_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx,
                                              meta, lr=lr)
@@ -246,6 +249,15 @@ class Trainer:
             from gsplat.strategy.ops import reset_opa
 
             reset_opa(self.scene.params, self.optimizers, self.strategy_state, value=2 * cfg.prune_opacity)
+
+    @torch.no_grad()
+    def _kill_big(self) -> int:
+        """MCMC's way to prune: Gaussians larger than ``prune_scale3d`` x the scene scale get an opacity below its
+        ``min_opacity``, so MCMCStrategy relocates them onto live ones (the count stays as MCMC plans it)."""
+        p = self.scene.params
+        big = p["scales"].exp().max(dim=-1).values > self.config.prune_scale3d * self.scene_scale
+        p["opacities"][big] = math.log(self.config.prune_opacity / 2 / (1 - self.config.prune_opacity / 2))
+        return int(big.sum())
 
     @torch.no_grad()
     def _prune_big(self) -> int:

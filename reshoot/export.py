@@ -1,0 +1,204 @@
+"""The export stage: the new shot as files a post house opens.
+
+Reads the path (``WS/path``) and its frames: the refined shot (``WS/refine``) when there is one, else the guide
+frames (``WS/guide``). Writes ``WS/export/``::
+
+    png/NAME.1001.png ...          8-bit PNG sequence (png16/: 16-bit) numbered from --first-frame
+    exr/NAME.1001.exr ...          OpenEXR half float: RGBA (+ Z depth from the guide), camera matrices and
+                                   timecode in each header
+    NAME.mp4 / NAME.mov            H.264 MP4 and ProRes 422 MOV, with the shot's start timecode
+    NAME.chan                      the camera for Nuke (Y-up world, ZXY rotations, vertical FOV)
+    NAME_camera_path.json          the camera for nerfstudio (its viewer's camera_path.json)
+    NAME.path.json                 reshoot's own camera path
+    NAME.usda                      a USD camera, where usd-core is installed
+    contact_sheet.png              frames of the shot with their frame numbers, footage frames and timecodes
+    side_by_side.png               the new angle beside the nearest real camera at the same instants
+
+The shot's start timecode is the footage timeline's at the path's first footage frame, so the new angle lines
+up with the set cameras' footage in an edit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+
+from reshoot import deliver
+from reshoot.camera_path import CameraPath, Timeline, write_chan, write_nerfstudio_camera_path
+from reshoot.cameras import Cameras
+from reshoot.footage import read_image
+from reshoot.viz import contact_sheet, save_png
+from reshoot.workspace import StageContext, StageResult, Workspace
+
+_VERSION = 1
+Format = Literal["png", "png16", "exr", "mp4", "mov", "chan", "nerfstudio", "json", "usd"]
+ALL_FORMATS: tuple[str, ...] = ("png", "exr", "mp4", "mov", "chan", "nerfstudio", "json", "usd")
+
+
+class ExportError(RuntimeError):
+    """The shot cannot be exported as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What the export stage writes."""
+
+    formats: tuple[Format, ...] = ()
+    """Which files to write (default: all of png, exr, mp4, mov, chan, nerfstudio, json, and usd where usd-core is
+    installed; png16 on request)."""
+    source: Literal["auto", "guide", "refine"] = "auto"
+    """Frames to export: auto takes the refined shot when `reshoot refine` has run, else the guide frames."""
+    first_frame: int = 1001
+    """Frame number of the shot's first frame in sequences and camera files (1001: the post-house habit)."""
+    name: str | None = None
+    """Base name of the files (default: the path's name)."""
+
+    def chosen_formats(self) -> tuple[str, ...]:
+        if self.formats:
+            return tuple(dict.fromkeys(self.formats))
+        return tuple(f for f in ALL_FORMATS if f != "usd" or importlib.util.find_spec("pxr") is not None)
+
+
+def run_export(workspace: Workspace, config: ExportConfig = ExportConfig(), force: bool = False) -> StageResult:
+    """Write the deliverables into ``WS/export`` (see the module docstring)."""
+    source = _source(workspace, config.source)
+    if "usd" in config.chosen_formats() and importlib.util.find_spec("pxr") is None:
+        raise ExportError("format 'usd' needs usd-core: pip install usd-core (or leave usd out of --formats)")
+    return workspace.run_stage("export", config, lambda ctx: _export(ctx, config, source),
+                               upstream=["path", source], force=force, version=_VERSION)
+
+
+def _source(workspace: Workspace, choice: str) -> str:
+    if choice == "auto":
+        return "refine" if workspace.manifest("refine") else "guide"
+    if not workspace.manifest(choice):
+        raise ExportError(f"--source {choice}: the {choice} stage has not run in {workspace.root}; run "
+                          f"`reshoot {choice} --workspace {workspace.root}` first")
+    return choice
+
+
+def _export(ctx: StageContext, config: ExportConfig, source: str) -> dict[str, Any]:
+    root = ctx.workspace.root
+    path = CameraPath.load(ctx.workspace.stage_dir("path") / "path.json")
+    timeline = Timeline.from_workspace(root)
+    name = config.name or path.name
+    frames_dir = ctx.workspace.stage_dir(source)
+    files = [frames_dir / "rgb" / f"{i:06d}.png" for i in range(len(path))]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise ExportError(f"{len(missing)} of {len(files)} frames are missing from {frames_dir / 'rgb'} (first: "
+                          f"{missing[0].name}); re-run `reshoot {source} --workspace {root} --force`")
+    guide = ctx.workspace.stage_dir("guide")
+    start_timecode = timeline.timecode(int(round(float(path.timeline_frames[0])))) or path.start_timecode
+    out, formats, written = ctx.out_dir, config.chosen_formats(), {}
+    first = config.first_frame
+
+    def rgb() -> Iterator[np.ndarray]:
+        for f in files:
+            yield read_image(f).astype(np.float32) / 255.0
+
+    def channel(folder: str, suffix: str) -> Iterator[np.ndarray] | None:
+        paths = [guide / folder / f"{i:06d}{suffix}" for i in range(len(path))]
+        if not all(p.is_file() for p in paths):
+            return None
+        if suffix == ".npy":  # the guide's depth is 0 where nothing is drawn; EXR's Z is +inf there
+            return (np.where(d > 0, d, np.inf).astype(np.float32) for d in map(np.load, paths))
+        return (read_image(p).astype(np.float32)[..., 0] / 255.0 for p in paths)
+
+    K, poses, size, fps = path.K, path.world_to_camera, path.image_size, Fraction(path.fps)
+    with ctx.timer("sequences"):
+        if "png" in formats:
+            written["png"] = len(deliver.write_png_sequence(out / "png", rgb(), bit_depth=8, first_frame=first,
+                                                            name=name))
+        if "png16" in formats:
+            written["png16"] = len(deliver.write_png_sequence(out / "png16", rgb(), bit_depth=16, first_frame=first,
+                                                              name=name))
+        if "exr" in formats:
+            written["exr"] = len(deliver.write_exr_sequence(
+                out / "exr", rgb(), alpha=channel("alpha", ".png") if source == "guide" else None,
+                depth=channel("depth", ".npy"),
+                world_to_camera=poses, K=K, image_size=size, fps=fps, start_timecode=start_timecode,
+                premultiplied=source == "guide", first_frame=first, name=name))
+    with ctx.timer("movies"):
+        for fmt, codec, suffix in (("mp4", "h264", ".mp4"), ("mov", "prores", ".mov")):
+            if fmt in formats:
+                written[fmt] = deliver.write_shot_video(out / f"{name}{suffix}", rgb(), fps, codec=codec,
+                                                        start_timecode=start_timecode)
+    with ctx.timer("cameras"):
+        if "chan" in formats:
+            write_chan(out / f"{name}.chan", path, first_frame=first)
+            written["chan"] = 1
+        if "nerfstudio" in formats:
+            write_nerfstudio_camera_path(out / f"{name}_camera_path.json", path)
+            written["nerfstudio"] = 1
+        if "json" in formats:
+            path.save(out / f"{name}.path.json")
+            written["json"] = 1
+        if "usd" in formats:
+            deliver.write_usd_camera(out / f"{name}.usda", poses, K, size, fps, first_frame=first,
+                                     sensor_width_mm=path.sensor_width_mm, name=_usd_name(name))
+            written["usd"] = 1
+    with ctx.timer("pictures"):
+        save_png(shot_sheet(files, path, timeline, first), out / "contact_sheet.png")
+        real = nearest_real_camera(ctx.workspace.root, path)
+        save_png(side_by_side(files, path, root, real), out / "side_by_side.png")
+    return {"name": name, "source": source, "frames": len(files), "first_frame": first,
+            "last_frame": first + len(files) - 1, "fps": str(fps), "start_timecode": start_timecode,
+            "formats": list(formats), "written": written, "side_by_side_with": real}
+
+
+def shot_sheet(files: list[Path], path: CameraPath, timeline: Timeline, first_frame: int, count: int = 8):
+    """Up to ``count`` frames of the shot, in two rows, captioned with frame number, footage frame and timecode."""
+    picks = np.unique(np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int))
+    cells = []
+    for i in picks:
+        footage_frame = float(path.timeline_frames[i])
+        code = timeline.timecode(int(round(footage_frame)))
+        cells.append((f"{first_frame + i} f{footage_frame:g}" + (f" {code}" if code else ""), read_image(files[i])))
+    half = (len(cells) + 1) // 2
+    rows = {"": cells[:half]} if len(cells) <= 4 else {"": cells[:half], " ": cells[half:]}
+    return contact_sheet(rows, title=f"'{path.name}': {len(files)} frames at {float(path.fps):g} fps")
+
+
+def nearest_real_camera(workspace_root: Path, path: CameraPath) -> str:
+    """The set camera whose view is closest to the path's (smallest angle between viewing directions, then
+    nearest position)."""
+    import json
+
+    cameras = Cameras.from_json(json.loads((Path(workspace_root) / "register" / "cameras.json").read_text()))
+    look = path.cameras().camera_to_world[:, :3, 2].mean(0)
+    look /= np.linalg.norm(look) + 1e-12
+    theirs = cameras.camera_to_world[:, :3, 2]
+    angle = np.degrees(np.arccos(np.clip(theirs @ look, -1, 1)))
+    distance = np.linalg.norm(cameras.centers - path.centers.mean(0), axis=1)
+    return cameras.camera_ids[int(np.lexsort((distance, np.round(angle / 5))) [0])]
+
+
+def side_by_side(files: list[Path], path: CameraPath, workspace_root: Path, camera_id: str, count: int = 4):
+    """The new angle beside what ``camera_id`` filmed at the same footage frames (``count`` instants)."""
+    import json
+
+    footage = json.loads((Path(workspace_root) / "ingest" / "footage.json").read_text())
+    layout = footage["frames"]["layout"]
+    picks = np.unique(np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int))
+    new, filmed = [], []
+    for i in picks:
+        frame = int(round(float(path.timeline_frames[i])))
+        image = read_image(files[i])
+        new.append((f"f{frame}", image))
+        real = Path(workspace_root) / "ingest" / layout.replace("<camera>", camera_id).replace("<frame:06d>",
+                                                                                              f"{frame:06d}")
+        filmed.append((f"f{frame}", read_image(real) if real.is_file() else np.zeros_like(image)))
+    return contact_sheet({path.name: new, f"{camera_id} (filmed)": filmed},
+                         title=f"the new angle beside the nearest real camera, {camera_id}, at the same instants")
+
+
+def _usd_name(name: str) -> str:
+    """A valid USD prim name from a file name."""
+    clean = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return clean if clean and not clean[0].isdigit() else f"camera_{clean}"

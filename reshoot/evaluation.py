@@ -122,3 +122,24 @@ def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead") -> Sa
         if 0 <= k < count and abs((shoot_s + world_start) * fps - k) < 0.25 and (folder / f"{k:06d}.png").is_file():
             frames[j] = folder / f"{k:06d}.png"
     return SampleTruthView(camera, frames)
+
+
+def truth_view_path_config(camera: Cameras, name: str = "overhead"):
+    """The overhead path settings (``reshoot.plan.PathConfig``) that rebuild a ground-truth camera (one, looking
+    down): the point its axis meets one unit below it, its height above that point, its tilt and heading, its lens
+    and picture size. The rebuilt camera has the same centre and optical axis; a camera level in the real world may
+    differ from it by a small roll in a registered world (whose +Z is the set cameras' mean up)."""
+    import math
+
+    from reshoot.plan import PathConfig
+
+    pose = camera.world_to_camera[0]
+    eye, forward = camera.centers[0], pose[2, :3]
+    if forward[2] >= 0:
+        raise ValueError(f"camera {camera.camera_ids[0]!r} does not look down (axis {forward.round(3).tolist()})")
+    target = eye + forward / -forward[2]  # one unit below the camera
+    tilt = math.degrees(math.atan2(float(np.linalg.norm(target[:2] - eye[:2])), 1.0))
+    width, height = (int(v) for v in camera.image_size[0])
+    return PathConfig(kind="overhead", name=name, target=tuple(float(v) for v in target), elevation=1.0,
+                      tilt_deg=tilt, heading_deg=math.degrees(math.atan2(forward[1], forward[0])),
+                      focal_mm=float(camera.K[0, 0, 0]) / width * 36.0, width=width, height=height)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from reshoot.camera_path import CameraPath, PathError, Timeline
-from reshoot.evaluation import sample_truth_view
+from reshoot.evaluation import sample_truth_view, truth_view_path_config
 from reshoot.export import ExportConfig, run_export
 from reshoot.footage import read_image
 from reshoot.guide import GuideConfig, GuideError, run_guide, unproject
@@ -41,20 +41,9 @@ def reconstructed(tmp_path_factory):
 
 
 def _overhead_config(ws: Workspace, shoot) -> tuple[PathConfig, np.ndarray]:
-    """The overhead builder's settings that rebuild the sample's ground-truth overhead camera (in the registered
-    world): the point its axis meets the floor's height, its height above that, tilt and heading."""
+    """The overhead builder's settings that rebuild the sample's ground-truth overhead camera (registered world)."""
     truth = sample_truth_view(ws.root, shoot).camera
-    pose = truth.world_to_camera[0]
-    eye, forward = truth.centers[0], pose[2, :3]
-    floor_z = eye[2] - 1.0  # any height below the camera: the axis meets it at one point
-    target = eye + forward * (floor_z - eye[2]) / forward[2]
-    tilt = math.degrees(math.atan2(np.linalg.norm(target[:2] - eye[:2]), eye[2] - target[2]))
-    heading = math.degrees(math.atan2(forward[1], forward[0]))
-    width = int(truth.image_size[0, 0])
-    focal_mm = truth.K[0, 0, 0] / width * 36.0
-    return PathConfig(kind="overhead", target=tuple(target), elevation=float(eye[2] - target[2]), tilt_deg=tilt,
-                      heading_deg=heading, focal_mm=focal_mm, width=width,
-                      height=int(truth.image_size[0, 1])), pose
+    return truth_view_path_config(truth), truth.world_to_camera[0]
 
 
 def test_overhead_path_rebuilds_the_ground_truth_overhead_camera(reconstructed):

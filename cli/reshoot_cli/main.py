@@ -279,10 +279,11 @@ def _print_warnings(warnings_: list[str]) -> None:
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct"]] = "ingest"
+    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "guide"]] = "ingest"
     """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
     on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory) or
-    `reconstruct` (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out)."""
+    `reconstruct` (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out) or
+    `guide` (guide frames' speed and their PSNR/SSIM against the synthetic shoot's ground-truth overhead camera)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
@@ -300,6 +301,10 @@ class BenchCommand:
                 from reshoot.bench_reconstruct import bench_reconstruct
 
                 rows = bench_reconstruct(self.data, work)
+            elif self.name == "guide":
+                from reshoot.bench_shot import bench_guide
+
+                rows = bench_guide(work)
             else:
                 rows = {"ingest": bench.bench_ingest, "register": bench.bench_register}[self.name](self.data, work)
         table = Table(title=f"reshoot bench {self.name}")

@@ -179,3 +179,24 @@ def test_export_writes_files_post_tools_open(reconstructed):
     for picture in ("contact_sheet.png", "side_by_side.png"):
         assert np.asarray(Image.open(result.path / picture)).std() > 20
     assert s["side_by_side_with"] in ("cam0", "cam1", "cam2")
+
+
+def test_follow_tracks_the_actor_where_the_ground_truth_has_it(reconstructed):
+    from reshoot.evaluation import sample_registration_errors
+    from reshoot.plan import actor_track
+
+    shoot, ws = reconstructed
+    timeline = Timeline.from_workspace(ws.root)
+    track = actor_track(ws.root, timeline)  # registered world
+    assert track.shape == (timeline.frame_count, 3) and np.isfinite(track).all()
+    truth_from_est = sample_registration_errors(ws.stage_dir("register"), shoot).truth_from_estimated
+    in_truth = track @ truth_from_est[:3, :3].T + truth_from_est[:3, 3]
+    actor = np.array(shoot.ground_truth["actor"]["root_position_m"])
+    view = sample_truth_view(ws.root, shoot)  # timeline frame -> ground-truth frame (its file's number)
+    errors = [np.linalg.norm(in_truth[j, :2] - actor[int(f.stem), :2]) for j, f in view.frames.items()]
+    assert np.median(errors) < 0.4, f"actor centre off by {np.round(errors, 2).tolist()} m"
+    result = run_path(ws, PathConfig(kind="overhead", name="follow", follow=True))
+    path = CameraPath.load(result.path / "path.json")
+    moved = np.linalg.norm(path.centers[-1, :2] - path.centers[0, :2])
+    actor_moved = np.linalg.norm(track[-1, :2] - track[0, :2])
+    assert moved > 0.3 * actor_moved > 0

@@ -29,6 +29,7 @@ from reshoot.footage import CameraSource, FootageError, probe_source
 from reshoot.guide import GuideConfig, GuideError, run_guide
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.plan import PathConfig, run_path
+from reshoot.refine.stage import RefineConfig, RefineError, run_refine
 from reshoot.reconstruct import ReconstructConfig, ReconstructError, load_scene, run_reconstruct
 from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
@@ -42,7 +43,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 #: Errors that mean "the user asked for something that cannot be done as asked"; the CLI prints them
 #: without a traceback.
-ReshootError = (StageError, MissingDependencyError, RegistrationError, ReconstructError, GuideError, ExportError)
+ReshootError = (StageError, MissingDependencyError, RegistrationError, ReconstructError, GuideError, ExportError, RefineError)
 
 __all__ = [
     "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "ReconstructConfig", "ReconstructError",
@@ -51,5 +52,5 @@ __all__ = [
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
     "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "read_frame_poses", "run_demo", "run_ingest", "run_register",
     "load_scene", "run_reconstruct", "PathConfig", "run_path", "GuideConfig", "GuideError", "run_guide",
-    "ExportConfig", "ExportError", "run_export", "CameraPath", "Timeline", "PathError",
+    "ExportConfig", "ExportError", "run_export", "RefineConfig", "RefineError", "run_refine", "CameraPath", "Timeline", "PathError",
 ]

@@ -166,8 +166,13 @@ def shot_sheet(files: list[Path], path: CameraPath, timeline: Timeline, first_fr
 
 
 def nearest_real_camera(workspace_root: Path, path: CameraPath) -> str:
-    """The set camera whose view is closest to the path's (smallest angle between viewing directions, then
-    nearest position)."""
+    """The set camera whose view is closest to the path's (see :func:`real_cameras_by_view`)."""
+    return real_cameras_by_view(workspace_root, path)[0]
+
+
+def real_cameras_by_view(workspace_root: Path, path: CameraPath) -> list[str]:
+    """The set cameras, the one whose view is closest to the path's first: smallest angle between the mean viewing
+    directions (in 5-degree steps), then nearest position."""
     import json
 
     cameras = Cameras.from_json(json.loads((Path(workspace_root) / "register" / "cameras.json").read_text()))
@@ -176,23 +181,27 @@ def nearest_real_camera(workspace_root: Path, path: CameraPath) -> str:
     theirs = cameras.camera_to_world[:, :3, 2]
     angle = np.degrees(np.arccos(np.clip(theirs @ look, -1, 1)))
     distance = np.linalg.norm(cameras.centers - path.centers.mean(0), axis=1)
-    return cameras.camera_ids[int(np.lexsort((distance, np.round(angle / 5))) [0])]
+    return [cameras.camera_ids[i] for i in np.lexsort((distance, np.round(angle / 5)))]
+
+
+def real_frame(workspace_root: Path, camera_id: str, frame: int) -> Path:
+    """The ingested frame file of a set camera at a timeline frame."""
+    import json
+
+    layout = json.loads((Path(workspace_root) / "ingest" / "footage.json").read_text())["frames"]["layout"]
+    return Path(workspace_root) / "ingest" / layout.replace("<camera>", camera_id).replace("<frame:06d>",
+                                                                                           f"{frame:06d}")
 
 
 def side_by_side(files: list[Path], path: CameraPath, workspace_root: Path, camera_id: str, count: int = 4):
     """The new angle beside what ``camera_id`` filmed at the same footage frames (``count`` instants)."""
-    import json
-
-    footage = json.loads((Path(workspace_root) / "ingest" / "footage.json").read_text())
-    layout = footage["frames"]["layout"]
     picks = np.unique(np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int))
     new, filmed = [], []
     for i in picks:
         frame = int(round(float(path.timeline_frames[i])))
         image = read_image(files[i])
         new.append((f"f{frame}", image))
-        real = Path(workspace_root) / "ingest" / layout.replace("<camera>", camera_id).replace("<frame:06d>",
-                                                                                              f"{frame:06d}")
+        real = real_frame(workspace_root, camera_id, frame)
         filmed.append((f"f{frame}", read_image(real) if real.is_file() else np.zeros_like(image)))
     return contact_sheet({path.name: new, f"{camera_id} (filmed)": filmed},
                          title=f"the new angle beside the nearest real camera, {camera_id}, at the same instants")

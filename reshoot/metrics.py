@@ -31,6 +31,22 @@ def psnr(image: Tensor, reference: Tensor, mask: Tensor | None = None) -> float:
     return float(10.0 * math.log10(1.0 / max(float(mse), 1e-12)))
 
 
+def flicker(frames: Tensor, reference: Tensor | None = None) -> float:
+    """Temporal flicker of a shot ``[F, H, W, 3]`` in [0, 1], in 8-bit levels (0-255).
+
+    Without ``reference``: the mean absolute change from one frame to the next. With ``reference`` (the true shot,
+    same shape): the mean absolute difference between the two shots' frame-to-frame changes, so motion that really
+    happened costs nothing and only change the truth does not have (flicker, popping, swimming) counts.
+    """
+    if frames.dim() != 4 or frames.shape[0] < 2 or (reference is not None and reference.shape != frames.shape):
+        raise ValueError(f"flicker: expected [F >= 2, H, W, 3] frames (and a reference of the same shape); got "
+                         f"{list(frames.shape)}" + ("" if reference is None else f" and {list(reference.shape)}"))
+    change = frames[1:].float() - frames[:-1].float()
+    if reference is not None:
+        change = change - (reference[1:].float() - reference[:-1].float())
+    return float(change.abs().mean()) * 255.0
+
+
 def ssim(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     """Mean structural similarity (a scalar tensor, differentiable)."""
     _check_pair(image, reference)

@@ -53,6 +53,12 @@ class StepProgress:
                                                  figures="")
         return self
 
+    def set_total(self, total: int) -> None:
+        """Change the number of steps (for work whose size is known only once it starts)."""
+        self.total = total
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
     def update(self, advance: int = 1, **figures: float) -> None:
         self.completed += advance
         if self._progress is not None:

@@ -55,7 +55,7 @@ def test_user_errors_are_one_clear_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     bad = run("sample", "--out", str(tmp_path / "x"), "--width", "33")
     assert bad.returncode == 1 and "width must be even" in bad.stderr and "Traceback" not in bad.stderr
-    assert run("refine").returncode == 2  # a stage of a later release
+    assert run("frobnicate").returncode == 2  # no such command
     reshoot.Workspace(tmp_path / "empty-ws")
     early = run("reconstruct", "--workspace", str(tmp_path / "empty-ws"))
     assert early.returncode == 1 and "needs stage 'ingest'" in early.stderr and "Traceback" not in early.stderr

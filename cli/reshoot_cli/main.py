@@ -23,6 +23,7 @@ from reshoot.export import ExportConfig
 from reshoot.guide import GuideConfig
 from reshoot.ingest import IngestConfig
 from reshoot.plan import PathConfig
+from reshoot.refine.stage import RefineConfig
 from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
@@ -249,6 +250,31 @@ class GuideCommand:
 
 
 @dataclass
+class RefineCommand:
+    """Refine: turn the guide frames into a coherent shot: `classical` (default; fills holes from neighbouring frames
+    and by inpainting, removes flicker; CPU, seconds) or a video diffusion model (wan-vace, ltx, v2v) loaded from
+    --model; writes WS/refine and a guide-vs-refined comparison."""
+
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder, with guide frames."""
+    force: bool = False
+    """Run again even if the inputs and options are unchanged."""
+    config: Annotated[RefineConfig, tyro.conf.arg(name="")] = field(default_factory=RefineConfig)
+
+    def run(self) -> None:
+        ws = _existing_workspace(self.workspace)
+        result = reshoot.run_refine(ws, self.config, force=self.force)
+        s = result.manifest["summary"]
+        verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
+        per_frame = f", {s['seconds_per_frame']:.2f} s a frame" if s.get("seconds_per_frame") else ""
+        out.print(f"[bold]refine {verb}[/] ({s['refiner']}): {s['frames']} frames of '{s['path']}'{per_frame}")
+        if s.get("guide_flicker") is not None:
+            out.print(f"frame-to-frame change: guide {s['guide_flicker']:.2f}, refined {s['refined_flicker']:.2f} "
+                      f"(8-bit levels); mean change from the guide {s['mean_change']:.2f}")
+        out.print(f"comparison: {result.path / 'comparison.png'}")
+
+
+@dataclass
 class ExportCommand:
     """Export: write the shot as deliverables: PNG/EXR sequences, H.264 MP4 and ProRes MOV with timecode, the camera
     for Nuke (.chan), nerfstudio, USD and reshoot, a contact sheet and a side-by-side with the nearest real camera."""
@@ -345,7 +371,8 @@ def _existing_workspace(path: Path) -> reshoot.Workspace:
 
 
 COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "register": RegisterCommand,
-            "reconstruct": ReconstructCommand, "path": PathCommand, "guide": GuideCommand, "export": ExportCommand,
+            "reconstruct": ReconstructCommand, "path": PathCommand, "guide": GuideCommand,
+            "refine": RefineCommand, "export": ExportCommand,
             "status": StatusCommand,
             "bench": BenchCommand}
 

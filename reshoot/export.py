@@ -134,7 +134,7 @@ def _export(ctx: StageContext, config: ExportConfig, source: str) -> dict[str, A
             write_chan(out / f"{name}.chan", path, first_frame=first)
             written["chan"] = 1
         if "nerfstudio" in formats:
-            write_nerfstudio_camera_path(out / f"{name}_camera_path.json", path)
+            write_nerfstudio_camera_path(out / f"{name}_camera_path.json", path, timeline)
             written["nerfstudio"] = 1
         if "json" in formats:
             path.save(out / f"{name}.path.json")

@@ -117,7 +117,7 @@ def _guide(ctx: StageContext, config: GuideConfig) -> dict[str, Any]:
     with ctx.timer("preflight"):
         preflight = check_aim(scene, path, timeline, config.min_coverage)
     out = ctx.out_dir
-    for folder in ("rgb", "alpha", "depth", "confidence"):
+    for folder in ("rgb", "alpha", "depth") + (("confidence",) if config.confidence else ()):
         (out / folder).mkdir()
     frames, sheet = [], {}
     picks = set(np.linspace(0, len(path) - 1, min(len(path), 5)).round().astype(int).tolist())
@@ -201,8 +201,8 @@ def unproject(camera: Cameras, depth: np.ndarray) -> np.ndarray:
 
 
 def _in_view(camera: Cameras, points: np.ndarray, own_depth: np.ndarray, tolerance: float = 0.03) -> np.ndarray:
-    """Which world ``points [H, W, 3]`` the (one) camera has in frame and not hidden behind a nearer surface of its
-    own rendered depth ``[h, w]`` (within ``tolerance`` of the depth)."""
+    """Which world ``points [H, W, 3]`` the (one) camera has in frame, where its own render shows something, and not
+    hidden behind a nearer surface of that rendered depth ``[h, w]`` (within ``tolerance`` of the depth)."""
     pose = camera.world_to_camera[0]
     local = points @ pose[:3, :3].T + pose[:3, 3]
     z = local[..., 2]
@@ -214,7 +214,7 @@ def _in_view(camera: Cameras, points: np.ndarray, own_depth: np.ndarray, toleran
     col = np.clip(np.nan_to_num(u), 0, w - 1).astype(int)
     row = np.clip(np.nan_to_num(v), 0, h - 1).astype(int)
     surface = own_depth[row, col]
-    return inside & ((surface <= 0) | (z <= surface * (1 + tolerance)))
+    return inside & (surface > 0) & (z <= surface * (1 + tolerance))
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ a Nuke ``.chan`` or reshoot's own path JSON). The path is checked (time range, l
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,17 +35,20 @@ _VERSION = 1
 
 @dataclass(frozen=True)
 class PathConfig:
-    """The new camera's path. Distances are in the registered world's units (the farthest set camera is 1 unit
-    from the set's centre); angles in degrees; lenses in mm on a ``sensor_width_mm`` sensor."""
+    """The new camera's path. Distances are in the registered world's units (the farthest registered image is 1 unit
+    from the sparse points' median); angles in degrees; lenses in mm on a ``sensor_width_mm`` sensor."""
 
     kind: Literal["overhead", "dolly", "orbit", "offset", "between", "import"] = "overhead"
-    """Which builder makes the path (see the module docstring)."""
+    """overhead: above the action looking down; dolly: from set camera A to B; orbit: around a point; offset: a set
+    camera moved; between: from a first to a last pose (eyes and targets, or set cameras); import: a nerfstudio
+    camera_path.json, Nuke .chan or reshoot path .json."""
     name: str | None = None
     """The path's name, used in file names (default: the kind)."""
     width: int | None = None
-    """Output width in pixels (default: the first set camera's)."""
+    """Output width in pixels, even (default: the first set camera's; for dolly, offset and between the camera the
+    move starts from)."""
     height: int | None = None
-    """Output height in pixels (default: the first set camera's)."""
+    """Output height in pixels, even (default: as the width)."""
     focal_mm: float | None = None
     """Lens focal length (default: overhead 24 mm; other kinds: the set cameras' own lenses)."""
     sensor_width_mm: float = 36.0
@@ -69,9 +72,11 @@ class PathConfig:
     start_eye: tuple[float, float, float] | None = None
     """between: the first pose's camera position (instead of camera_a), looking at start_target."""
     start_target: tuple[float, float, float] | None = None
+    """between: the point the first pose looks at."""
     end_eye: tuple[float, float, float] | None = None
     """between: the last pose's camera position (instead of camera_b), looking at end_target."""
     end_target: tuple[float, float, float] | None = None
+    """between: the point the last pose looks at."""
     radius: float | None = None
     """orbit: distance from the centre (default: the rig's radius)."""
     degrees: float = 90.0
@@ -92,6 +97,9 @@ class PathConfig:
             raise ValueError("PathConfig: kind 'offset' needs --camera-a (the set camera to move)")
         if (self.width is None) != (self.height is None):
             raise ValueError(f"PathConfig: give both --width and --height or neither; got {self.width}, {self.height}")
+        if self.width is not None and (self.width % 2 or self.height % 2):
+            raise ValueError(f"PathConfig: --width and --height must be even (H.264 and ProRes need it); got "
+                             f"{self.width}x{self.height}")
 
 
 def run_path(workspace: Workspace, config: PathConfig = PathConfig(), force: bool = False) -> StageResult:
@@ -125,7 +133,8 @@ def _path(ctx: StageContext, config: PathConfig) -> dict[str, Any]:
 def build_path(config: PathConfig, cameras: Cameras, timeline: Timeline, workspace_root: Path) -> CameraPath:
     """The CameraPath that ``config`` describes, over the set ``cameras`` and the footage's ``timeline``."""
     size = None if config.width is None else (int(config.width), int(config.height))
-    common = {"image_size": size, "name": config.name or config.kind}
+    common = {"image_size": size, "sensor_width_mm": config.sensor_width_mm,
+              **({"name": config.name} if config.name else {})}  # else each builder's own name
     if config.kind == "overhead":
         follow = actor_track(workspace_root, timeline) if config.follow else None
         return paths.overhead_path(cameras, timeline, target=config.target, height=config.elevation,
@@ -155,11 +164,15 @@ def import_path(file: Path, timeline: Timeline, cameras: Cameras, config: PathCo
     name = config.name or file.stem
     if file.suffix.lower() == ".chan":
         size = (config.width, config.height) if config.width else tuple(int(v) for v in cameras.image_size[0])
-        return paths.read_chan(file, timeline, size, timeline.fps, sensor_width_mm=config.sensor_width_mm, name=name)
+        return paths.read_chan(file, timeline, size, timeline.fps, sensor_width_mm=config.sensor_width_mm, name=name,
+                               focal_mm=config.focal_mm)
+    if config.width is not None:
+        raise PathError(f"--width/--height apply to .chan imports only; {file.name} carries its own picture size")
     data = json.loads(file.read_text())
     if "camera_path" in data:
         return paths.read_nerfstudio_camera_path(file, timeline, name=name)
-    return CameraPath.from_json(data)
+    path = CameraPath.from_json(data, source=str(file))
+    return replace(path, name=config.name) if config.name else path
 
 
 def actor_track(workspace_root: Path, timeline: Timeline) -> np.ndarray:

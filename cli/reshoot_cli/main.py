@@ -305,11 +305,12 @@ def _print_warnings(warnings_: list[str]) -> None:
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "guide"]] = "ingest"
+    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot"]] = "ingest"
     """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
     on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory) or
     `reconstruct` (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out) or
-    `guide` (guide frames' speed and their PSNR/SSIM against the synthetic shoot's ground-truth overhead camera)."""
+    `shot` (guide frames' speed; guide frames and the classical refiner's shot against the synthetic shoot's
+    ground-truth overhead camera: PSNR/SSIM/flicker)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
@@ -327,10 +328,10 @@ class BenchCommand:
                 from reshoot.bench_reconstruct import bench_reconstruct
 
                 rows = bench_reconstruct(self.data, work)
-            elif self.name == "guide":
-                from reshoot.bench_shot import bench_guide
+            elif self.name == "shot":
+                from reshoot.bench_shot import bench_shot
 
-                rows = bench_guide(work)
+                rows = bench_shot(work)
             else:
                 rows = {"ingest": bench.bench_ingest, "register": bench.bench_register}[self.name](self.data, work)
         table = Table(title=f"reshoot bench {self.name}")

@@ -77,6 +77,6 @@ def test_refine_inputs_check_shapes_and_values():
     bad[1, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="frame 1 has non-finite"):
         RefineInputs(bad, np.zeros((3, 8, 10), np.float32), np.zeros((3, 8, 10), np.float32))
-    with pytest.raises(ValueError, match="needs --model"):
-        RefineConfig(refiner="wan-vace")
+    with pytest.raises(ValueError, match="strength"):
+        RefineConfig(strength=1.5)
     assert flicker(torch.zeros(2, 4, 4, 3)) == 0.0

@@ -200,3 +200,53 @@ def test_follow_tracks_the_actor_where_the_ground_truth_has_it(reconstructed):
     moved = np.linalg.norm(path.centers[-1, :2] - path.centers[0, :2])
     actor_moved = np.linalg.norm(track[-1, :2] - track[0, :2])
     assert moved > 0.3 * actor_moved > 0
+
+
+def test_refine_stage_classical_then_a_diffusion_refiner_from_a_weights_folder(reconstructed, tmp_path):
+    from tiny_pipelines import save_tiny_pipeline
+
+    from reshoot.refine.stage import RefineConfig, run_refine
+
+    shoot, ws = reconstructed
+    config, _ = _overhead_config(ws, shoot)
+    run_path(ws, config)
+    guide = run_guide(ws, GuideConfig())
+    result = run_refine(ws, RefineConfig())
+    s = result.manifest["summary"]
+    path = CameraPath.load(ws.stage_dir("path") / "path.json")
+    assert s["refiner"] == "classical" and s["frames"] == len(path)
+    assert len(list((result.path / "rgb").glob("*.png"))) == len(path)
+    assert np.asarray(Image.open(result.path / "comparison.png")).std() > 20
+    # closer to what the real overhead camera filmed than the guide frames (holes filled, floaters outvoted)
+    view = sample_truth_view(ws.root, shoot)
+    scores = []
+    for frame_idx, truth_file in view.frames.items():
+        truth = torch.from_numpy(read_image(truth_file)[..., :3].astype(np.float32) / 255)
+        shot = [torch.from_numpy(read_image(d / "rgb" / f"{frame_idx:06d}.png").astype(np.float32) / 255)
+                for d in (guide.path, result.path)]
+        scores.append([psnr(image, truth) for image in shot])
+    before, after = np.mean(scores, axis=0)
+    assert after > before + 0.5, f"guide {before:.2f} dB, refined {after:.2f} dB"
+    assert run_export(ws, ExportConfig(formats=("png",))).manifest["summary"]["source"] == "refine"
+
+    # a diffusion refiner through the same stage, from a folder of (tiny, random) diffusers weights
+    weights = save_tiny_pipeline("wan-vace", tmp_path / "vace")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convolutions: one thread is many times faster on 2 cores
+    try:
+        vace = run_refine(ws, RefineConfig(refiner="wan-vace", model=str(weights), steps=2, guidance_scale=1.0,
+                                           window=9, overlap=4, max_side=64, confidence_threshold=0.01), force=True)
+    finally:
+        torch.set_num_threads(threads)
+    record = json.loads((vace.path / "record.json").read_text())
+    assert record["refiner"] == "wan-vace" and len(record["windows"]) >= 2
+    confidence = np.stack([read_image(guide.path / "confidence" / f"{i:06d}.png")[..., 0] for i in range(len(path))])
+    # an overhead view is far from every set camera, so its confidence is low (test_guide checks the map's values):
+    # pixels above the threshold (0.01) plus the feather (0.1) are the guide's exactly
+    kept = confidence >= 0.11 * 255 + 1
+    refined = np.stack([read_image(vace.path / "rgb" / f"{i:06d}.png") for i in range(len(path))])
+    guides = np.stack([read_image(guide.path / "rgb" / f"{i:06d}.png") for i in range(len(path))])
+    assert kept.sum() > 10 and np.abs(refined[kept].astype(int) - guides[kept]).max() <= 1
+    assert np.abs(refined[~kept].astype(int) - guides[~kept]).mean() > 1  # the rest was generated
+    with pytest.raises(ValueError, match="model_index.json"):
+        run_refine(ws, RefineConfig(refiner="ltx", model=str(tmp_path)), force=True)

@@ -44,25 +44,33 @@ class RefineConfig:
     """How the guide frames are refined."""
 
     refiner: Literal["classical", "wan-vace", "ltx", "v2v"] = "classical"
-    """classical: no weights, CPU, seconds; wan-vace / ltx / v2v: video diffusion (diffusers), needs --model."""
+    """classical: no weights, CPU, seconds; wan-vace / ltx / v2v: video diffusion (diffusers) with --model weights."""
     model: str | None = None
-    """Diffusion refiners: a local folder of diffusers weights (or a hub id where the network allows)."""
+    """Diffusion refiners: a local folder of diffusers weights, or a hub id where the network allows (default: the
+    refiner's usual model, e.g. Wan-AI/Wan2.1-VACE-1.3B-diffusers; see docs/refine.md)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Diffusion refiners: where the model runs (auto: CUDA when there is a GPU)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Diffusion refiners: weights' precision (auto: float32 on CPU, bfloat16 on CUDA)."""
     steps: int = 30
     """Diffusion refiners: denoising steps."""
+    guidance_scale: float = 5.0
+    """Diffusion refiners: classifier-free guidance (1.0 turns it off, halving the work)."""
     strength: float = 0.6
     """Diffusion refiners (ltx, v2v): how far the model may move away from the guide (0: not at all, 1: freely)."""
     prompt: str = ""
     """Diffusion refiners: a description of the shot (optional)."""
-    confidence_threshold: float = 0.3
-    """wan-vace: pixels whose confidence is below this are regenerated; the rest are kept."""
-    window: int = 33
-    """Diffusion refiners: frames per temporal window (adapted to the model's frame-count rule)."""
-    overlap: int = 8
+    negative_prompt: str = ""
+    """Diffusion refiners: what the shot should not look like (optional)."""
+    confidence_threshold: float = 0.5
+    """wan-vace: pixels whose confidence is below this are regenerated; those above it (plus a 0.1 feather) are kept
+    exactly."""
+    window: int = 81
+    """Diffusion refiners: frames per temporal window (rounded to the model's k*4+1 or k*8+1 rule)."""
+    overlap: int = 12
     """Diffusion refiners: frames shared by neighbouring windows, cross-faded."""
+    max_side: int | None = 832
+    """Diffusion refiners: guides larger than this are scaled down for the model (and back up afterwards)."""
     cpu_offload: bool = False
     """Diffusion refiners: keep the model in CPU memory and move each part to the GPU when used."""
     vae_tiling: bool = False
@@ -80,9 +88,6 @@ class RefineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.refiner != "classical" and not self.model:
-            raise ValueError(f"refiner {self.refiner!r} needs --model: a folder of downloaded diffusers weights (see "
-                             "docs/refine.md), or use --refiner classical, which needs none")
         if not 0 <= self.strength <= 1 or not 0 <= self.confidence_threshold <= 1 or self.references < 0:
             raise ValueError(f"RefineConfig: strength and confidence_threshold must be in [0, 1] and references >= 0; "
                              f"got {self.strength}, {self.confidence_threshold}, {self.references}")
@@ -91,7 +96,7 @@ class RefineConfig:
 def run_refine(workspace: Workspace, config: RefineConfig = RefineConfig(), force: bool = False) -> StageResult:
     """Refine the guide frames into ``WS/refine`` (see the module docstring)."""
     inputs = [p for p in (config.start_image, config.end_image) if p]
-    if config.model and Path(config.model).exists():
+    if config.model and (Path(config.model) / "model_index.json").is_file():  # else the refiner says what is wrong
         inputs.append(Path(config.model) / "model_index.json")
     return workspace.run_stage("refine", config, lambda ctx: _refine(ctx, config), upstream=["guide"],
                                inputs=inputs, force=force, version=_VERSION)
@@ -102,9 +107,14 @@ def make_refiner(config: RefineConfig) -> Refiner:
     if config.refiner == "classical":
         return ClassicalRefiner(ClassicalConfig(window=config.classical_window,
                                                 smooth_window=config.smooth_window))
-    from reshoot.refine import diffusion
+    from reshoot.refine.diffusion import DIFFUSION_REFINERS, DiffusionConfig
 
-    return diffusion.make_diffusion_refiner(config)
+    return DIFFUSION_REFINERS[config.refiner](DiffusionConfig(
+        model=config.model, device=config.device, dtype=config.dtype, steps=config.steps,
+        guidance_scale=config.guidance_scale, strength=config.strength, prompt=config.prompt,
+        negative_prompt=config.negative_prompt, seed=config.seed, window=config.window, overlap=config.overlap,
+        max_side=config.max_side, cpu_offload=config.cpu_offload, vae_tiling=config.vae_tiling,
+        confidence_threshold=config.confidence_threshold, reference_count=config.references))
 
 
 def _refine(ctx: StageContext, config: RefineConfig) -> dict[str, Any]:

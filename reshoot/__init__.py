@@ -43,7 +43,8 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 #: Errors that mean "the user asked for something that cannot be done as asked"; the CLI prints them
 #: without a traceback.
-ReshootError = (StageError, MissingDependencyError, RegistrationError, ReconstructError, GuideError, ExportError, RefineError)
+ReshootError = (StageError, MissingDependencyError, RegistrationError, ReconstructError, GuideError, ExportError,
+                RefineError, PathError)
 
 __all__ = [
     "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "ReconstructConfig", "ReconstructError",

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from reshoot.cameras import Cameras
+from reshoot.cameras import Cameras, focal_mm_from_px
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,10 @@ def truth_view_path_config(camera: Cameras, name: str = "overhead"):
         raise ValueError(f"camera {camera.camera_ids[0]!r} does not look down (axis {forward.round(3).tolist()})")
     target = eye + forward / -forward[2]  # one unit below the camera
     tilt = math.degrees(math.atan2(float(np.linalg.norm(target[:2] - eye[:2])), 1.0))
+    # image-up: the direction the camera tilts towards (which places the eye exactly), or, looking straight down,
+    # the camera's own up (-y)
+    up = forward[:2] if np.linalg.norm(forward[:2]) > 1e-6 else -pose[1, :2]
     width, height = (int(v) for v in camera.image_size[0])
     return PathConfig(kind="overhead", name=name, target=tuple(float(v) for v in target), elevation=1.0,
-                      tilt_deg=tilt, heading_deg=math.degrees(math.atan2(forward[1], forward[0])),
-                      focal_mm=float(camera.K[0, 0, 0]) / width * 36.0, width=width, height=height)
+                      tilt_deg=tilt, heading_deg=math.degrees(math.atan2(up[1], up[0])),
+                      focal_mm=focal_mm_from_px(float(camera.K[0, 0, 0]), 36.0, width), width=width, height=height)

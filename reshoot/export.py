@@ -29,9 +29,11 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from reshoot import deliver
-from reshoot.camera_path import CameraPath, Timeline, write_chan, write_nerfstudio_camera_path
+from reshoot.camera_path import CameraPath, Timeline, format_timecode, write_chan, write_nerfstudio_camera_path
 from reshoot.cameras import Cameras
 from reshoot.footage import read_image
+from reshoot.guide import load_shot_frames
+from reshoot.sync import parse_timecode
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 
@@ -70,11 +72,16 @@ def run_export(workspace: Workspace, config: ExportConfig = ExportConfig(), forc
     if "usd" in config.chosen_formats() and importlib.util.find_spec("pxr") is None:
         raise ExportError("format 'usd' needs usd-core: pip install usd-core (or leave usd out of --formats)")
     return workspace.run_stage("export", config, lambda ctx: _export(ctx, config, source),
-                               upstream=["path", source], force=force, version=_VERSION)
+                               upstream=sorted({"guide", source}), force=force, version=_VERSION)
 
 
 def _source(workspace: Workspace, choice: str) -> str:
     if choice == "auto":
+        stale = {row["stage"] for row in workspace.status() if row["state"] != "complete"}
+        if workspace.manifest("refine") and "refine" in stale:
+            raise ExportError(f"the refined shot in {workspace.root / 'refine'} is older than what it was made from "
+                              f"(see `reshoot status`): re-run `reshoot refine --workspace {workspace.root}`, or "
+                              "export the guide frames with --source guide")
         return "refine" if workspace.manifest("refine") else "guide"
     if not workspace.manifest(choice):
         raise ExportError(f"--source {choice}: the {choice} stage has not run in {workspace.root}; run "
@@ -84,17 +91,11 @@ def _source(workspace: Workspace, choice: str) -> str:
 
 def _export(ctx: StageContext, config: ExportConfig, source: str) -> dict[str, Any]:
     root = ctx.workspace.root
-    path = CameraPath.load(ctx.workspace.stage_dir("path") / "path.json")
+    path, files = load_shot_frames(root, source)  # the path the frames were rendered from
     timeline = Timeline.from_workspace(root)
     name = config.name or path.name
-    frames_dir = ctx.workspace.stage_dir(source)
-    files = [frames_dir / "rgb" / f"{i:06d}.png" for i in range(len(path))]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise ExportError(f"{len(missing)} of {len(files)} frames are missing from {frames_dir / 'rgb'} (first: "
-                          f"{missing[0].name}); re-run `reshoot {source} --workspace {root} --force`")
     guide = ctx.workspace.stage_dir("guide")
-    start_timecode = timeline.timecode(int(round(float(path.timeline_frames[0])))) or path.start_timecode
+    start_timecode = shot_start_timecode(timeline, path)
     out, formats, written = ctx.out_dir, config.chosen_formats(), {}
     first = config.first_frame
 
@@ -150,6 +151,16 @@ def _export(ctx: StageContext, config: ExportConfig, source: str) -> dict[str, A
     return {"name": name, "source": source, "frames": len(files), "first_frame": first,
             "last_frame": first + len(files) - 1, "fps": str(fps), "start_timecode": start_timecode,
             "formats": list(formats), "written": written, "side_by_side_with": real}
+
+
+def shot_start_timecode(timeline: Timeline, path: CameraPath) -> str | None:
+    """The timecode of the shot's first frame at the shot's own frame rate: the footage timeline's timecode at the
+    path's first footage frame, converted through seconds (a path may run at another rate than the footage)."""
+    code = timeline.timecode(int(round(float(path.timeline_frames[0]))))
+    if code is None:
+        return path.start_timecode
+    seconds = parse_timecode(code, timeline.fps)
+    return format_timecode(int(round(seconds * Fraction(path.fps))), Fraction(path.fps), drop_frame=";" in code)
 
 
 def shot_sheet(files: list[Path], path: CameraPath, timeline: Timeline, first_frame: int, count: int = 8):

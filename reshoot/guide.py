@@ -4,6 +4,8 @@ Reads ``WS/reconstruct/scene.pt`` and ``WS/path/path.json``; writes ``WS/guide/`
 
     rgb/NNNNNN.png          the new camera's view at each output frame of the path
     alpha/NNNNNN.png        coverage: how much of each pixel the scene's Gaussians fill (white: all)
+    path.json               the camera path these frames were rendered from (refine and export read this copy, so a
+                            path changed since cannot be paired with frames of the old one)
     depth/NNNNNN.npy        expected depth along the optical axis, float32 (0 where nothing is drawn)
     confidence/NNNNNN.png   how well the real cameras saw what each pixel shows (white: well; see below)
     frames.json             per frame: footage timeline frame, shot time, coverage, mean confidence
@@ -42,7 +44,7 @@ from reshoot.splat.train import render
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 
-_VERSION = 1
+_VERSION = 2
 
 
 class GuideError(RuntimeError):
@@ -110,8 +112,8 @@ def _guide(ctx: StageContext, config: GuideConfig) -> dict[str, Any]:
     with ctx.timer("load"):
         path = CameraPath.load(ctx.workspace.stage_dir("path") / "path.json")
         timeline = Timeline.from_workspace(root)
-        scene, _ = load_scene(ctx.workspace.stage_dir("reconstruct") / "scene.pt", device=str(device))
-        cameras, poses, valid = registered_rig(root)
+        scene, appearance = load_scene(ctx.workspace.stage_dir("reconstruct") / "scene.pt", device=str(device))
+        cameras, poses, valid = registered_rig(root, list(appearance))  # the cameras the scene learnt from
         real = RealCameras(cameras, poses, valid)
     warnings = list(path.check(timeline))
     with ctx.timer("preflight"):
@@ -139,6 +141,7 @@ def _guide(ctx: StageContext, config: GuideConfig) -> dict[str, Any]:
     save_png(contact_sheet(sheet, title=f"guide frames of '{path.name}': render, coverage, depth, confidence"),
              out / "contact_sheet.png")
     atomic_write_json(out / "frames.json", {"path": path.name, "frames": frames})
+    path.save(out / "path.json")
     coverage = [f["coverage"] for f in frames]
     confidence = [f["mean_confidence"] for f in frames if f["mean_confidence"] is not None]
     return {"path": path.name, "frames": len(frames), "image_size": list(path.image_size), "device": str(device),
@@ -235,17 +238,19 @@ def check_aim(scene: DynamicScene, path: CameraPath, timeline: Timeline, min_cov
     return coverage
 
 
-def load_guide_frames(workspace_root: Path) -> tuple[CameraPath, list[Path]]:
-    """The rendered path and its guide frames' RGB files, in order (for the refine and export stages)."""
-    folder = Path(workspace_root) / "guide"
-    if not (folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"{folder} is missing: run `reshoot guide --workspace {workspace_root}` first")
-    path = CameraPath.load(Path(workspace_root) / "path" / "path.json")
-    files = [folder / "rgb" / f"{i:06d}.png" for i in range(len(path))]
+def load_shot_frames(workspace_root: Path, stage: str = "guide") -> tuple[CameraPath, list[Path]]:
+    """The path the guide frames were rendered from, and the RGB files of ``stage``'s frames (``guide`` or
+    ``refine``), in order: what the refine and export stages read."""
+    root = Path(workspace_root)
+    for needed in ("guide", stage):
+        if not (root / needed / "manifest.json").is_file():
+            raise FileNotFoundError(f"{root / needed} is missing: run `reshoot {needed} --workspace {root}` first")
+    path = CameraPath.load(root / "guide" / "path.json")
+    files = [root / stage / "rgb" / f"{i:06d}.png" for i in range(len(path))]
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} guide frames are missing (first: {missing[0]}); re-run "
-                                f"`reshoot guide --workspace {workspace_root} --force`")
+        raise FileNotFoundError(f"{len(missing)} of {len(files)} frames are missing from {root / stage / 'rgb'} "
+                                f"(first: {missing[0].name}); re-run `reshoot {stage} --workspace {root} --force`")
     return path, files
 
 

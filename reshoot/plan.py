@@ -117,6 +117,10 @@ def _path(ctx: StageContext, config: PathConfig) -> dict[str, Any]:
     with ctx.timer("build"):
         path = build_path(config, cameras, timeline, root)
     warnings = list(path.check(timeline))
+    width, height = path.image_size
+    if width % 2 or height % 2:
+        raise PathError(f"path '{path.name}' is {width}x{height}: H.264 and ProRes need even sizes; pass --width and "
+                        f"--height (e.g. {width - width % 2}x{height - height % 2})")
     path.save(ctx.out_dir / "path.json")
     points, colours = read_points_ply(ctx.workspace.stage_dir("register") / "sparse_points.ply")
     with ctx.timer("plan"):

@@ -349,7 +349,7 @@ def test_record_is_json_and_complete(pipes):
 
 
 def test_missing_folder_says_how_to_download(tmp_path):
-    with pytest.raises(RefinerError, match=r"does not exist.*huggingface-cli download Wan-AI/Wan2.1-VACE-1.3B"):
+    with pytest.raises(RefinerError, match=r"does not exist.*hf download Wan-AI/Wan2.1-VACE-1.3B"):
         load_pipeline("wan-vace", DiffusionConfig(model=str(tmp_path / "nowhere"), device="cpu"))
 
 
@@ -375,7 +375,7 @@ def test_unreachable_hub_says_to_download_elsewhere(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(RefinerError, match=r"hub id.*cannot be reached.*huggingface-cli download "
+    with pytest.raises(RefinerError, match=r"hub id.*cannot be reached.*hf download "
                                            r"no-such-owner/no-such-model --local-dir FOLDER"):
         load_pipeline("v2v", DiffusionConfig(model="no-such-owner/no-such-model", device="cpu"))
 

@@ -67,12 +67,14 @@ class ClassicalRefiner:
         total = 2 * count
         for t in range(count):
             filled[t] = self._fill(guide, alpha, t, flows)
+            flows.forget_targets_before(t + 1)  # memory bounded by the window (flicker removal computes its own)
             if progress:
                 progress(t + 1, total)
         out = filled.copy()
         if cfg.smooth_window > 0:
             for t in range(count):
                 out[t] = self._smooth(filled, t, flows)
+                flows.forget_targets_before(t + 1)
                 if progress:
                     progress(count + t + 1, total)
         if inputs.start_frame is not None:
@@ -120,18 +122,25 @@ class FlowCache:
         self.gray = [cv2.cvtColor((np.clip(f, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY) for f in frames]
         self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self.flows: dict[tuple[int, int], np.ndarray] = {}
+        self._computed = 0
         h, w = self.gray[0].shape
         self.grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
 
     @property
     def computed(self) -> int:
-        return len(self.flows)
+        return self._computed
+
+    def forget_targets_before(self, target: int) -> None:
+        """Drop the flows onto frames before ``target`` (memory stays bounded by the window, not the shot)."""
+        for key in [k for k in self.flows if k[0] < target]:
+            del self.flows[key]
 
     def flow(self, target: int, source: int) -> np.ndarray:
         """For each pixel of frame ``target``, where it is in frame ``source``.  # [H, W, 2]"""
         key = (target, source)
         if key not in self.flows:
             self.flows[key] = self.grid + self.dis.calc(self.gray[target], self.gray[source], None)
+            self._computed += 1
         return self.flows[key]
 
     def warp(self, source: int, target: int, image: np.ndarray) -> np.ndarray:

@@ -6,8 +6,9 @@ Three refiners share one loop (:class:`DiffusionRefiner`) and differ in how a wi
   to generate: those the real cameras saw poorly (confidence below ``confidence_threshold``). The nearest real
   cameras' frames are VACE's reference images. Confident pixels are kept: their latents are pulled back to the
   noised guide after every step, and the decoded frames are composited over the guide (below).
-- ``ltx`` (:class:`LtxRefiner`, LTX-Video): the guide is a video condition at frame 0 entering at noise level
-  ``1 - strength``; the start and end frames are image conditions of strength 1.0 at the first and last frame.
+- ``ltx`` (:class:`LtxRefiner`, LTX-Video): the guide is a video condition at frame 0 of condition strength
+  ``1 - strength`` (LTX keeps a strength-1 condition as it is, so ``strength`` means the same as for ``v2v``: how
+  far the model may move away from the guide); the start and end frames are image conditions of strength 1.0.
 - ``v2v`` (:class:`VideoToVideoRefiner`, Wan 2.1 or CogVideoX video-to-video): the guide is noised to ``strength``
   and denoised.
 
@@ -292,7 +293,8 @@ class VideoToVideoRefiner(DiffusionRefiner):
 
 
 class LtxRefiner(DiffusionRefiner):
-    """``ltx``: LTX-Video with the guide as a video condition (strength ``strength``) and keyframes at strength 1."""
+    """``ltx``: LTX-Video with the guide as a video condition (condition strength ``1 - strength``) and keyframes at
+    strength 1."""
 
     name = "ltx"
 
@@ -308,7 +310,8 @@ class LtxRefiner(DiffusionRefiner):
 
         cfg, (width, height) = self.config, clip.size
         # The guide first: a later condition at frame 0 overrides its strength there.
-        conditions = [LTXVideoCondition(video=_video_tensor(clip.target), frame_index=0, strength=cfg.strength)]
+        conditions = [LTXVideoCondition(video=_video_tensor(clip.target), frame_index=0,
+                                         strength=1.0 - cfg.strength)]
         if clip.start_frame is not None:
             conditions.append(LTXVideoCondition(image=_video_tensor(clip.start_frame[None]), frame_index=0,
                                                 strength=1.0))

@@ -252,7 +252,7 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
 
 
 def _download_hint(kind: str, folder: str, model: str | None = None) -> str:
-    return f"`huggingface-cli download {model or DEFAULT_MODELS[kind]} --local-dir {folder}`"
+    return f"`hf download {model or DEFAULT_MODELS[kind]} --local-dir {folder}`"
 
 
 def _float32():

@@ -14,6 +14,7 @@ folder of downloaded weights or a hub id). See docs/refine.md.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ import torch
 from reshoot.atomic import atomic_write_json
 from reshoot.camera_path import CameraPath
 from reshoot.footage import read_image
+from reshoot.guide import load_shot_frames
 from reshoot.metrics import flicker
 from reshoot.progress import StepProgress
 from reshoot.refine.base import RefineInputs, RefineResult, Refiner
@@ -57,7 +59,8 @@ class RefineConfig:
     guidance_scale: float = 5.0
     """Diffusion refiners: classifier-free guidance (1.0 turns it off, halving the work)."""
     strength: float = 0.6
-    """Diffusion refiners (ltx, v2v): how far the model may move away from the guide (0: not at all, 1: freely)."""
+    """Diffusion refiners (ltx, v2v): how far the model may move away from the guide (towards 0: hardly at all; 1:
+    freely)."""
     prompt: str = ""
     """Diffusion refiners: a description of the shot (optional)."""
     negative_prompt: str = ""
@@ -88,8 +91,9 @@ class RefineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.strength <= 1 or not 0 <= self.confidence_threshold <= 1 or self.references < 0:
-            raise ValueError(f"RefineConfig: strength and confidence_threshold must be in [0, 1] and references >= 0; "
+        if not 0 < self.strength <= 1 or not 0 <= self.confidence_threshold <= 1 or self.references < 0:
+            raise ValueError(f"RefineConfig: strength must be in (0, 1], confidence_threshold in [0, 1] and "
+                             f"references >= 0; "
                              f"got {self.strength}, {self.confidence_threshold}, {self.references}")
 
 
@@ -120,8 +124,10 @@ def make_refiner(config: RefineConfig) -> Refiner:
 def _refine(ctx: StageContext, config: RefineConfig) -> dict[str, Any]:
     root = ctx.workspace.root
     with ctx.timer("load"):
-        inputs, path = load_refine_inputs(root, config)
         refiner = make_refiner(config)
+        getattr(refiner, "pipeline", None)  # a diffusion model loads now: a bad --model fails before the frames load
+        inputs, path = load_refine_inputs(root, config, with_references=config.refiner != "classical")
+    start = time.perf_counter()
     with ctx.timer("refine"), StepProgress(f"refining '{path.name}' ({refiner.name})", total=1) as bar:
         def progress(done: int, total: int) -> None:
             if total != bar.total:
@@ -129,6 +135,7 @@ def _refine(ctx: StageContext, config: RefineConfig) -> dict[str, Any]:
             bar.update(done - bar.completed)
 
         result = refiner.refine(inputs, progress)
+    seconds_per_frame = result.record.get("seconds_per_frame") or (time.perf_counter() - start) / inputs.frame_count
     _check_result(result, inputs, refiner.name)
     with ctx.timer("write"):
         (ctx.out_dir / "rgb").mkdir()
@@ -138,26 +145,23 @@ def _refine(ctx: StageContext, config: RefineConfig) -> dict[str, Any]:
         save_png(comparison_sheet(inputs.guide, result.frames, path.name, refiner.name), ctx.out_dir / "comparison.png")
     guide_t, refined_t = torch.from_numpy(inputs.guide), torch.from_numpy(result.frames)
     return {"refiner": refiner.name, "path": path.name, "frames": len(result.frames),
-            "seconds_per_frame": result.record.get("seconds_per_frame"),
+            "seconds_per_frame": seconds_per_frame,
             "guide_flicker": flicker(guide_t) if len(guide_t) > 1 else None,
             "refined_flicker": flicker(refined_t) if len(refined_t) > 1 else None,
             "mean_change": float(np.abs(result.frames - inputs.guide).mean()) * 255,
             "references": list(inputs.references)}
 
 
-def load_refine_inputs(workspace_root: Path, config: RefineConfig) -> tuple[RefineInputs, CameraPath]:
-    """The guide frames, their maps and the real cameras' frames at the same instants, as a RefineInputs."""
+def load_refine_inputs(workspace_root: Path, config: RefineConfig,
+                       with_references: bool = True) -> tuple[RefineInputs, CameraPath]:
+    """The guide frames, their maps and (``with_references``) the real cameras' frames at the same instants."""
     from reshoot.export import real_cameras_by_view, real_frame
 
     root = Path(workspace_root)
     guide_dir = root / "guide"
-    path = CameraPath.load(root / "path" / "path.json")
+    path, files = load_shot_frames(root, "guide")
     frames = range(len(path))
-    missing = [i for i in frames if not (guide_dir / "rgb" / f"{i:06d}.png").is_file()]
-    if missing:
-        raise RefineError(f"{len(missing)} guide frames are missing from {guide_dir / 'rgb'} (first: frame "
-                          f"{missing[0]}); re-run `reshoot guide --workspace {root} --force`")
-    guide = np.stack([read_image(guide_dir / "rgb" / f"{i:06d}.png") for i in frames]).astype(np.float32) / 255
+    guide = np.stack([read_image(f) for f in files]).astype(np.float32) / 255
     alpha = np.stack([read_image(guide_dir / "alpha" / f"{i:06d}.png")[..., 0] for i in frames]).astype(np.float32)
     alpha /= 255
     confidence_files = [guide_dir / "confidence" / f"{i:06d}.png" for i in frames]
@@ -165,7 +169,7 @@ def load_refine_inputs(workspace_root: Path, config: RefineConfig) -> tuple[Refi
                   if all(f.is_file() for f in confidence_files) else alpha.copy())
     depth = np.stack([np.load(guide_dir / "depth" / f"{i:06d}.npy") for i in frames])
     references = {}
-    for camera_id in real_cameras_by_view(root, path)[:config.references]:
+    for camera_id in real_cameras_by_view(root, path)[:config.references if with_references else 0]:
         shots = [real_frame(root, camera_id, int(round(float(f)))) for f in path.timeline_frames]
         if all(f.is_file() for f in shots):
             references[camera_id] = np.stack([read_image(f) for f in shots]).astype(np.float32) / 255

@@ -313,6 +313,11 @@ class Trainer:
                 "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids}
 
     def load_state_dict(self, state: dict) -> None:
+        saved = state.get("config", {}).get("strategy", "default")
+        if saved != self.config.strategy:
+            raise ValueError(f"the checkpoint was trained with the {saved!r} densification strategy, this run uses "
+                             f"{self.config.strategy!r} (--strategy auto picks by device): pass --strategy {saved}, "
+                             "or --force to start over")
         for name, value in state["params"].items():
             self.scene.params[name] = torch.nn.Parameter(value.clone(), requires_grad=name != "dynamic")
         self.appearance = torch.nn.Parameter(state["appearance"].clone())

@@ -28,6 +28,7 @@ from reshoot.export import ExportConfig, ExportError, run_export
 from reshoot.footage import CameraSource, FootageError, probe_source
 from reshoot.guide import GuideConfig, GuideError, run_guide
 from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.job import JobConfig, JobResult, load_job_config, run_job
 from reshoot.plan import PathConfig, run_path
 from reshoot.refine.stage import RefineConfig, RefineError, run_refine
 from reshoot.reconstruct import ReconstructConfig, ReconstructError, load_scene, run_reconstruct
@@ -53,5 +54,5 @@ __all__ = [
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
     "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "read_frame_poses", "run_demo", "run_ingest", "run_register",
     "load_scene", "run_reconstruct", "PathConfig", "run_path", "GuideConfig", "GuideError", "run_guide",
-    "ExportConfig", "ExportError", "run_export", "RefineConfig", "RefineError", "run_refine", "CameraPath", "Timeline", "PathError",
+    "ExportConfig", "ExportError", "run_export", "JobConfig", "JobResult", "load_job_config", "run_job", "RefineConfig", "RefineError", "run_refine", "CameraPath", "Timeline", "PathError",
 ]

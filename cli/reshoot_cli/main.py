@@ -22,6 +22,7 @@ from reshoot import bench
 from reshoot.export import ExportConfig
 from reshoot.guide import GuideConfig
 from reshoot.ingest import IngestConfig
+from reshoot.job import JobConfig, load_job_config
 from reshoot.plan import PathConfig
 from reshoot.refine.stage import RefineConfig
 from reshoot.reconstruct import ReconstructConfig
@@ -302,6 +303,43 @@ def _print_warnings(warnings_: list[str]) -> None:
 
 
 @dataclass
+class RunCommand:
+    """Run: the whole job, footage in, shot out: ingest, register, reconstruct, path, guide, refine, export. Settings
+    from --config FILE (TOML or JSON, a table per stage) and flags (e.g. --reconstruct.steps 600); stages already up
+    to date are skipped, so a stopped job goes on where it stopped."""
+
+    sources: tyro.conf.Positional[tuple[Path, ...]] = ()
+    """The set cameras' files (or give them as `sources` in --config)."""
+    config: Path | None = None
+    """A job config file (TOML or JSON); flags given as well override it."""
+    force: bool = False
+    """Run every stage again even if it is up to date."""
+    job: Annotated[JobConfig, tyro.conf.arg(name="")] = field(default_factory=JobConfig)
+
+    def run(self) -> None:
+        from dataclasses import replace
+
+        job = replace(self.job, sources=self.sources) if self.sources else self.job
+
+        def announce(index: int, total: int, name: str) -> None:
+            console.print(f"[bold]\[{index + 1}/{total}] {name}[/]: {reshoot.STAGE_DESCRIPTIONS[name]}")
+
+        result = reshoot.run_job(job, force=self.force, on_stage=announce)
+        table = Table(title=f"reshoot run: {result.workspace.root} ({result.seconds:.0f} s)")
+        for col in ("stage", "", "took", "figures"):
+            table.add_column(col)
+        for row in result.summary():
+            took = f"{row['seconds']:.1f} s" if row["seconds"] is not None else ""
+            table.add_row(row["stage"], "ran" if row["ran"] else "up to date", took, row["figures"])
+        out.print(table)
+        shot = result.shot_dir
+        movies = sorted(shot.glob("*.mp4")) + sorted(shot.glob("*.mov"))
+        out.print(f"the shot: {movies[0] if movies else shot}")
+        out.print(f"contact sheet: {shot / 'contact_sheet.png'}  beside the nearest real camera: "
+                  f"{shot / 'side_by_side.png'}")
+
+
+@dataclass
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
@@ -373,7 +411,7 @@ def _existing_workspace(path: Path) -> reshoot.Workspace:
 
 COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "register": RegisterCommand,
             "reconstruct": ReconstructCommand, "path": PathCommand, "guide": GuideCommand,
-            "refine": RefineCommand, "export": ExportCommand,
+            "refine": RefineCommand, "export": ExportCommand, "run": RunCommand,
             "status": StatusCommand,
             "bench": BenchCommand}
 
@@ -429,6 +467,13 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]error:[/] unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
             return 2
         default = SampleCommand(preset=preset, config=PRESETS[preset])
+    if name == "run" and _peek_option(rest, "--config", ""):
+        config_file = Path(_peek_option(rest, "--config", ""))
+        try:
+            default = RunCommand(config=config_file, job=load_job_config(config_file))
+        except (OSError, ValueError) as exc:
+            console.print(f"[red]error:[/] {exc}")
+            return 1
     try:
         tyro.cli(cls, args=rest, prog=f"reshoot {name}", default=default).run()
     except (*reshoot.ReshootError, OSError, ValueError) as exc:  # FootageError and SyncError are ValueErrors

@@ -1,0 +1,183 @@
+"""The whole job: footage in, shot out. ``reshoot run`` runs every stage in order over one workspace.
+
+ingest -> register -> reconstruct -> path -> guide -> refine -> export, each with its own config (a section of
+the job's config file, or flags such as ``--reconstruct.steps 600``). Stages whose inputs and settings are
+unchanged are skipped (the workspace's manifests say so), so a job that stopped half way is run again with the
+same command and goes on where it stopped. A stage that fails stops the job with its own error; the stages before
+it are kept.
+
+A config file is TOML (or JSON) with one table per stage and the sources at the top::
+
+    sources = ["cam0.mov", "cam1.mov", "cam2.mov"]   # relative to the file
+    workspace = "ws"
+
+    [reconstruct]
+    steps = 600
+
+    [path]
+    kind = "overhead"
+    tilt_deg = 15.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from reshoot.export import ExportConfig, run_export
+from reshoot.guide import GuideConfig, run_guide
+from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.plan import PathConfig, run_path
+from reshoot.reconstruct import ReconstructConfig, run_reconstruct
+from reshoot.refine.stage import RefineConfig, run_refine
+from reshoot.register import RegisterConfig, run_register
+from reshoot.workspace import STAGES, StageResult, Workspace
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Every stage's settings for one job."""
+
+    sources: tuple[Path, ...] = ()
+    """One video file or image-sequence folder per set camera."""
+    workspace: Path = Path("reshoot-workspace")
+    """The workspace folder (created if new)."""
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
+    reconstruct: ReconstructConfig = field(default_factory=ReconstructConfig)
+    path: PathConfig = field(default_factory=PathConfig)
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job did: each stage's result, in order, and where the shot is."""
+
+    workspace: Workspace
+    stages: dict[str, StageResult]
+    seconds: float
+
+    @property
+    def shot_dir(self) -> Path:
+        return self.workspace.stage_dir("export")
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per stage: whether it ran or was up to date, its time, and its headline figures."""
+        rows = []
+        for name, result in self.stages.items():
+            s = result.manifest.get("summary", {})
+            rows.append({"stage": name, "ran": not result.skipped,
+                         "seconds": result.manifest.get("timings_s", {}).get("total"), "figures": headline(name, s)})
+        return rows
+
+
+def run_job(config: JobConfig, force: bool = False,
+            on_stage: Callable[[int, int, str], None] | None = None) -> JobResult:
+    """Run every stage of ``config`` in order over its workspace (see the module docstring).
+
+    Args:
+        force: run every stage again even if it is up to date.
+        on_stage: called as ``on_stage(index, total, name)`` before each stage (for a progress display).
+    """
+    if not config.sources:
+        raise ValueError("the job has no sources: give the set cameras' files (or a config file listing them)")
+    missing = [str(p) for p in config.sources if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"source(s) not found: {', '.join(missing)}")
+    workspace = Workspace(config.workspace)
+    steps: list[tuple[str, Callable[[], StageResult]]] = [
+        ("ingest", lambda: run_ingest(workspace, list(config.sources), config.ingest, force=force)),
+        ("register", lambda: run_register(workspace, config.register, force=force)),
+        ("reconstruct", lambda: run_reconstruct(workspace, config.reconstruct, force=force)),
+        ("path", lambda: run_path(workspace, config.path, force=force)),
+        ("guide", lambda: run_guide(workspace, config.guide, force=force)),
+        ("refine", lambda: run_refine(workspace, config.refine, force=force)),
+        ("export", lambda: run_export(workspace, config.export, force=force)),
+    ]
+    assert [name for name, _ in steps] == list(STAGES)
+    start, results = time.perf_counter(), {}
+    for index, (name, step) in enumerate(steps):
+        if on_stage:
+            on_stage(index, len(steps), name)
+        results[name] = step()
+    return JobResult(workspace, results, time.perf_counter() - start)
+
+
+def headline(stage: str, s: dict[str, Any]) -> str:
+    """A stage summary's most telling figures, in a few words."""
+    def get(key: str, fmt: str) -> str:
+        return format(s[key], fmt) if s.get(key) is not None else "?"
+
+    if stage == "ingest":
+        return f"{s.get('cameras', '?')} cameras, {s.get('frames', '?')} frames"
+    if stage == "register":
+        return (f"{len(s.get('registered_cameras', []))} cameras registered, reprojection "
+                f"{get('mean_reprojection_error_px', '.2f')} px, {s.get('points', '?')} points")
+    if stage == "reconstruct":
+        return f"{s.get('gaussians', '?')} Gaussians, training PSNR {get('final_train_psnr_db', '.1f')} dB"
+    if stage == "path":
+        return f"'{s.get('name')}', {s.get('frames')} frames at {s.get('fps')} fps"
+    if stage == "guide":
+        return (f"{get('render_fps', '.2f')} frames/s, coverage {get('mean_coverage', '.0%')}, confidence "
+                f"{get('mean_confidence', '.2f')}")
+    if stage == "refine":
+        return f"{s.get('refiner')}, {get('seconds_per_frame', '.3f')} s a frame"
+    if stage == "export":
+        return f"frames {s.get('first_frame')}-{s.get('last_frame')}, from {s.get('start_timecode')}"
+    return ""
+
+
+def load_job_config(file: Path) -> JobConfig:
+    """A JobConfig from a TOML or JSON file (see the module docstring); paths in it are relative to the file."""
+    file = Path(file)
+    if not file.is_file():
+        raise FileNotFoundError(f"no job config at {file}")
+    text = file.read_text()
+    try:
+        data = json.loads(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{file}: not valid {'JSON' if file.suffix.lower() == '.json' else 'TOML'}: {exc}") from exc
+    return _build(JobConfig, data, file.parent, str(file))
+
+
+def _build(cls: type, data: dict[str, Any], base: Path, where: str) -> Any:
+    """``cls`` from a dict, converting paths (relative to ``base``), tuples and nested configs; unknown keys are
+    errors that list the known ones."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a table of settings, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {key: _convert(hints[key], value, base, f"{where}: {key}") for key, value in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def _convert(hint: Any, value: Any, base: Path, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, base, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Path:
+        return base / Path(value)
+    if origin is tuple:
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, base, where) for v in value)
+    return value

@@ -9,14 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from reshoot.evaluation import sample_truth_view, truth_view_path_config
-from reshoot.footage import read_image
+from reshoot.evaluation import sample_truth_view, score_shot, truth_view_path_config
 from reshoot.guide import GuideConfig, run_guide
 from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.metrics import flicker, psnr, ssim
 from reshoot.plan import run_path
 from reshoot.reconstruct import ReconstructConfig, run_reconstruct
 from reshoot.refine.stage import RefineConfig, run_refine
@@ -54,7 +49,7 @@ def bench_shot(work: Path, steps: int | None = None) -> list[dict[str, Any]]:
                          "detail": f"{s['frames']} frames in {took:.0f} s; {gaussians} Gaussians; coverage "
                                    f"{s['mean_coverage']:.0%}" + (f"; mean confidence {s['mean_confidence']:.2f}"
                                                                   if confidence else "")})
-    scores = score_guides(ws.stage_dir("guide"), truth.frames)
+    scores = score_shot(ws.stage_dir("guide"), truth.frames)
     rows.append({"benchmark": "overhead guide frames vs the ground-truth overhead camera (320x180)",
                  "result": f"PSNR {scores['psnr_db']:.2f} dB (min {scores['psnr_min_db']:.2f}), SSIM "
                            f"{scores['ssim']:.3f}, flicker {scores['flicker']:.2f}", "target": "", "pass": None,
@@ -64,7 +59,7 @@ def bench_shot(work: Path, steps: int | None = None) -> list[dict[str, Any]]:
     start = time.perf_counter()
     refined = run_refine(ws, RefineConfig(refiner="classical"), force=True)
     took = time.perf_counter() - start
-    after = score_guides(refined.path, truth.frames)
+    after = score_shot(refined.path, truth.frames)
     better = after["psnr_db"] > scores["psnr_db"] and after["flicker"] < scores["flicker"]
     rows.append({"benchmark": "classical refiner: the overhead shot vs the ground truth",
                  "result": f"PSNR {after['psnr_db']:.2f} dB, SSIM {after['ssim']:.3f}, flicker {after['flicker']:.2f}",
@@ -73,29 +68,3 @@ def bench_shot(work: Path, steps: int | None = None) -> list[dict[str, Any]]:
                            f"{refined.manifest['summary']['seconds_per_frame']:.3f} s a frame ({took:.0f} s "
                            "with loading and writing)"})
     return rows
-
-
-def score_guides(guide_dir: Path, truth_frames: dict[int, Path]) -> dict[str, float]:
-    """PSNR/SSIM of a shot's frames (``guide_dir/rgb``, output frame = timeline frame) against ground-truth frames,
-    overall and where the guide's confidence map (if any) exceeds 0.5; flicker against the truth over consecutive
-    frames that both have one."""
-    rows, confident, fractions, shots, truths = [], [], [], {}, {}
-    for frame_idx, truth_file in truth_frames.items():
-        guide = torch.from_numpy(read_image(guide_dir / "rgb" / f"{frame_idx:06d}.png").astype(np.float32) / 255)
-        truth = torch.from_numpy(read_image(truth_file)[..., :3].astype(np.float32) / 255)
-        shots[frame_idx], truths[frame_idx] = guide, truth
-        rows.append((psnr(guide, truth), float(ssim(guide, truth))))
-        confidence_file = guide_dir / "confidence" / f"{frame_idx:06d}.png"
-        if confidence_file.is_file():
-            mask = torch.from_numpy(read_image(confidence_file)[..., 0] > 127)
-            fractions.append(float(mask.float().mean()))
-            if mask.any():
-                confident.append(psnr(guide, truth, mask))
-    pairs = [j for j in shots if j + 1 in shots]
-    jumps = [flicker(torch.stack([shots[j], shots[j + 1]]), torch.stack([truths[j], truths[j + 1]])) for j in pairs]
-    values = np.array(rows)
-    return {"psnr_db": float(values[:, 0].mean()), "psnr_min_db": float(values[:, 0].min()),
-            "flicker": float(np.mean(jumps)) if jumps else float("nan"),
-            "ssim": float(values[:, 1].mean()), "frames": len(rows),
-            "confident_psnr_db": float(np.mean(confident)) if confident else float("nan"),
-            "confident_fraction": float(np.mean(fractions)) if fractions else 0.0}

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from reshoot.cameras import Cameras, focal_mm_from_px
+from reshoot.footage import read_image
+from reshoot.metrics import flicker, psnr, ssim
 
 
 @dataclass(frozen=True)
@@ -146,3 +149,29 @@ def truth_view_path_config(camera: Cameras, name: str = "overhead"):
     return PathConfig(kind="overhead", name=name, target=tuple(float(v) for v in target), elevation=1.0,
                       tilt_deg=tilt, heading_deg=math.degrees(math.atan2(up[1], up[0])),
                       focal_mm=focal_mm_from_px(float(camera.K[0, 0, 0]), 36.0, width), width=width, height=height)
+
+
+def score_shot(guide_dir: Path, truth_frames: dict[int, Path]) -> dict[str, float]:
+    """PSNR/SSIM of a shot's frames (``guide_dir/rgb``, output frame = timeline frame) against ground-truth frames,
+    overall and where the guide's confidence map (if any) exceeds 0.5; flicker against the truth over consecutive
+    frames that both have one."""
+    rows, confident, fractions, shots, truths = [], [], [], {}, {}
+    for frame_idx, truth_file in truth_frames.items():
+        guide = torch.from_numpy(read_image(guide_dir / "rgb" / f"{frame_idx:06d}.png").astype(np.float32) / 255)
+        truth = torch.from_numpy(read_image(truth_file)[..., :3].astype(np.float32) / 255)
+        shots[frame_idx], truths[frame_idx] = guide, truth
+        rows.append((psnr(guide, truth), float(ssim(guide, truth))))
+        confidence_file = guide_dir / "confidence" / f"{frame_idx:06d}.png"
+        if confidence_file.is_file():
+            mask = torch.from_numpy(read_image(confidence_file)[..., 0] > 127)
+            fractions.append(float(mask.float().mean()))
+            if mask.any():
+                confident.append(psnr(guide, truth, mask))
+    pairs = [j for j in shots if j + 1 in shots]
+    jumps = [flicker(torch.stack([shots[j], shots[j + 1]]), torch.stack([truths[j], truths[j + 1]])) for j in pairs]
+    values = np.array(rows)
+    return {"psnr_db": float(values[:, 0].mean()), "psnr_min_db": float(values[:, 0].min()),
+            "flicker": float(np.mean(jumps)) if jumps else float("nan"),
+            "ssim": float(values[:, 1].mean()), "frames": len(rows),
+            "confident_psnr_db": float(np.mean(confident)) if confident else float("nan"),
+            "confident_fraction": float(np.mean(fractions)) if fractions else 0.0}

@@ -84,6 +84,14 @@ def test_demo_makes_the_shoot_and_a_workspace_that_reads_it(tmp_path):
     info = json.loads((tmp_path / "demo" / "workspace" / "workspace.json").read_text())
     assert [Path(p).name for p in info["sources"]] == ["cam0.mov", "cam1.mov", "cam2.mov"]
     assert Path(info["ground_truth"]).is_file()
+    # ... and the whole job after registration: the overhead shot, checked against the hidden camera's footage
+    assert "the overhead shot against what the hidden overhead camera filmed" in result.stdout
+    shot = tmp_path / "demo" / "workspace" / "export"
+    assert f"the shot: {shot / 'overhead.mp4'}" in result.stdout.replace("\n", "")
+    assert (shot / "overhead.chan").is_file() and len(list((shot / "exr").glob("*.exr"))) == 17
+    psnr_db = {line.split("│")[1].split()[0]: float(line.split("│")[2].split()[0]) for line in result.stdout.splitlines()
+               if line.count("│") == 5 and line.split("│")[1].strip().startswith(("guide frames", "refined"))}
+    assert psnr_db["refined"] > psnr_db["guide"] > 5.0
     again = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "small")
     assert again.returncode == 0 and "re-used" in again.stdout and "skipped" in again.stdout
     status = run("status", "--workspace", str(tmp_path / "demo" / "workspace"))

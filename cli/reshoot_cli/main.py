@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 import reshoot
+import reshoot.job
 from reshoot import bench
 from reshoot.export import ExportConfig
 from reshoot.guide import GuideConfig
@@ -59,13 +60,14 @@ class SampleCommand:
 
 @dataclass
 class DemoCommand:
-    """Run the main job on the built-in sample: make the shoot in DIR/footage, ingest it into the workspace
-    DIR/workspace (synced by its audio), register its cameras, and check both against the ground truth."""
+    """Run the main job on the built-in sample: make the shoot in DIR/footage and run every stage on it in
+    DIR/workspace, ending in an overhead shot (movie, image sequences, camera files) checked against what the
+    sample's hidden overhead camera filmed."""
 
     dir: Path = Path("reshoot-demo")
     """Folder for the demo's footage and workspace."""
     preset: Literal["default", "small"] = "default"
-    """Sample size: `default` (about a minute on 2 cores) or `small` (a few seconds, rougher numbers)."""
+    """Sample size: `default` (a few minutes on 2 cores) or `small` (about a minute, rougher numbers)."""
     force: bool = False
     """Make everything again even if it is up to date."""
 
@@ -91,6 +93,26 @@ class DemoCommand:
             table.add_row(row["camera_id"], f"{row['rotation_deg']:.3f} deg",
                           f"{row['centre_error'] * 100:.1f} cm ({row['centre_error_pct']:.2f} % of the set)")
         out.print(table)
+        table = Table(title="the stages after registration")
+        for col in ("stage", "", "took", "figures"):
+            table.add_column(col)
+        for name, stage in result.later.items():
+            took = stage.manifest.get("timings_s", {}).get("total")
+            table.add_row(name, "up to date" if stage.skipped else "ran", f"{took:.1f} s" if took is not None else "",
+                          reshoot.job.headline(name, stage.manifest.get("summary", {})))
+        out.print(table)
+        table = Table(title="the overhead shot against what the hidden overhead camera filmed")
+        for col in ("shot", "PSNR", "SSIM", "flicker"):
+            table.add_column(col)
+        for name, label in (("guide", "guide frames (rendered from the scene)"), ("refine", "refined (classical)")):
+            score = result.shot_check[name]
+            table.add_row(label, f"{score['psnr_db']:.2f} dB", f"{score['ssim']:.3f}", f"{score['flicker']:.2f}")
+        out.print(table)
+        shot = result.later["export"].path
+        movie = sorted(shot.glob("*.mp4"))
+        out.print(f"[bold]the shot:[/] {movie[0] if movie else shot}   camera for Nuke: {next(shot.glob('*.chan'), '-')}")
+        out.print(f"contact sheet: {shot / 'contact_sheet.png'}   beside the nearest real camera: "
+                  f"{shot / 'side_by_side.png'}")
         out.print(f"workspace: {result.workspace.root}")
         out.print(f"missing shot's ground truth: {shoot.root / 'ground_truth' / 'overhead'}/")
 

@@ -35,6 +35,7 @@ from reshoot.reconstruct import ReconstructConfig, ReconstructError, load_scene,
 from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
 from reshoot.sync import SyncError
+from reshoot.validation import EvalConfig, run_eval
 from reshoot.workspace import STAGE_DESCRIPTIONS, STAGES, StageContext, StageError, StageResult, Workspace
 
 try:
@@ -54,5 +55,5 @@ __all__ = [
     "SampleConfig", "SampleShoot", "StageContext", "StageError", "StageResult", "Workspace",
     "load_sample_shoot", "look_at", "make_sample_shoot", "probe_source", "read_frame_poses", "run_demo", "run_ingest", "run_register",
     "load_scene", "run_reconstruct", "PathConfig", "run_path", "GuideConfig", "GuideError", "run_guide",
-    "ExportConfig", "ExportError", "run_export", "JobConfig", "JobResult", "load_job_config", "run_job", "RefineConfig", "RefineError", "run_refine", "CameraPath", "Timeline", "PathError",
+    "ExportConfig", "ExportError", "run_export", "JobConfig", "JobResult", "load_job_config", "run_job", "EvalConfig", "run_eval", "RefineConfig", "RefineError", "run_refine", "CameraPath", "Timeline", "PathError",
 ]

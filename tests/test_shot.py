@@ -259,3 +259,24 @@ def test_refine_stage_classical_then_a_diffusion_refiner_from_a_weights_folder(r
     assert np.abs(refined[1:] - guides[1:]).mean() > 1
     with pytest.raises(ValueError, match="model_index.json"):
         run_refine(ws, RefineConfig(refiner="ltx", model=str(tmp_path)), force=True)
+
+
+def test_eval_reshoots_the_hidden_camera_and_writes_a_report(reconstructed):
+    from reshoot.validation import EvalConfig, run_eval
+
+    shoot, ws = reconstructed
+    ws.set_sources(list(shoot.videos.values()), ground_truth=shoot.root / "ground_truth.json")
+    metrics = run_eval(ws, EvalConfig(camera="overhead", confidence=False))
+    view = sample_truth_view(ws.root, shoot)
+    assert [row["frame"] for row in metrics["guide"]["per_frame"]] == sorted(view.frames)
+    for name in ("guide", "refined"):
+        assert 5.0 < metrics[name]["psnr_db"] < 40.0 and 0 < metrics[name]["ssim"] < 1
+    assert metrics["refined"]["psnr_db"] > metrics["guide"]["psnr_db"]  # classical fills what the scene left empty
+    report = (ws.root / "eval" / "overhead" / "report.html").read_text()
+    assert "<svg" in report and "side_by_side.png" in report and f"{metrics['guide']['psnr_db']:.2f} dB" in report
+    for picture in ("side_by_side.png", "flipbook.png"):
+        assert np.asarray(Image.open(ws.root / "eval" / "overhead" / picture)).std() > 20
+    from reshoot.workspace import StageError
+
+    with pytest.raises(StageError, match="trained on 'cam1'.*--holdout cam1"):
+        run_eval(ws, EvalConfig(camera="cam1"))

@@ -26,6 +26,7 @@ from reshoot.ingest import IngestConfig
 from reshoot.job import JobConfig, load_job_config
 from reshoot.plan import PathConfig
 from reshoot.refine.stage import RefineConfig
+from reshoot.validation import EvalConfig
 from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
@@ -362,6 +363,30 @@ class RunCommand:
 
 
 @dataclass
+class EvalCommand:
+    """Eval: reshoot a camera whose real footage is known (a set camera left out with `reconstruct --holdout`, or the
+    sample's hidden overhead camera) and compare guide and refined frames with it: PSNR, SSIM, flicker per frame;
+    writes WS/eval/<camera>/report.html."""
+
+    workspace: Path = Path("reshoot-demo/workspace")
+    """The workspace folder, with a scene."""
+    config: Annotated[EvalConfig, tyro.conf.arg(name="")] = field(default_factory=EvalConfig)
+
+    def run(self) -> None:
+        ws = _existing_workspace(self.workspace)
+        m = reshoot.run_eval(ws, self.config)
+        table = Table(title=f"reshooting {m['camera']} against what it filmed ({len(m['guide']['per_frame'])} frames)")
+        for col in ("shot", "PSNR", "SSIM", "flicker"):
+            table.add_column(col)
+        for name, label in (("guide", "guide frames"), ("refined", f"refined ({m['refiner']})")):
+            s = m[name]
+            table.add_row(label, f"{s['psnr_db']:.2f} dB (min {s['psnr_min_db']:.2f})", f"{s['ssim']:.3f}",
+                          "-" if s["flicker"] is None else f"{s['flicker']:.2f}")
+        out.print(table)
+        out.print(f"report: {ws.root / 'eval' / m['camera'] / 'report.html'}")
+
+
+@dataclass
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
@@ -434,6 +459,7 @@ def _existing_workspace(path: Path) -> reshoot.Workspace:
 COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "register": RegisterCommand,
             "reconstruct": ReconstructCommand, "path": PathCommand, "guide": GuideCommand,
             "refine": RefineCommand, "export": ExportCommand, "run": RunCommand,
+            "eval": EvalCommand,
             "status": StatusCommand,
             "bench": BenchCommand}
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import dataclass
-from fractions import Fraction
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 
 from reshoot.atomic import atomic_write_json, atomic_write_text
-from reshoot.camera_path import CameraPath, Timeline
-from reshoot.cameras import focal_mm_from_px
+from reshoot.camera_path import Timeline
+from reshoot.cameras import Cameras
 from reshoot.guide import RealCameras, render_guide
 from reshoot.metrics import flicker, psnr, ssim
 from reshoot.progress import track
@@ -52,11 +51,31 @@ class EvalConfig:
     """Where the scene renders (auto: CUDA when there is a GPU)."""
 
 
+@dataclass(frozen=True, eq=False)
+class TruthPath:
+    """A real camera as a path to render: one output frame per timeline frame, with the camera's own lens (its
+    principal point may be off-centre, which a CameraPath's is not). Has what ``render_guide`` reads of a path."""
+
+    name: str
+    lens: Cameras  # one pinhole camera: intrinsics and size
+    world_to_camera: np.ndarray  # [T, 4, 4]
+
+    def __len__(self) -> int:
+        return len(self.world_to_camera)
+
+    @property
+    def timeline_frames(self) -> np.ndarray:  # [T]
+        return np.arange(len(self), dtype=np.float64)
+
+    def camera(self, idx: int) -> Cameras:
+        return replace(self.lens, world_to_camera=self.world_to_camera[idx][None])
+
+
 @dataclass(frozen=True)
 class Truth:
     """The camera to reshoot and what it filmed, on the footage timeline."""
 
-    path: CameraPath  # one output frame per timeline frame, the camera's own poses and lens
+    path: TruthPath
     frames: dict[int, np.ndarray]  # timeline frame -> true image [H, W, 3] uint8
 
 
@@ -123,7 +142,8 @@ def _truth(workspace: Workspace, camera: str, trained: list[str], timeline: Time
                          f"it: run `reshoot reconstruct --workspace {root} --holdout {camera}` first")
     cameras, poses, valid = registered_rig(root)
     if camera in cameras.camera_ids:
-        footage = load_shot_footage(root, cameras=[camera])
+        downscale = (workspace.manifest("reconstruct") or {}).get("config", {}).get("downscale", 1)
+        footage = load_shot_footage(root, downscale=downscale, cameras=[camera])  # the size the scene learnt at
         one = footage.cameras
         w, h = (int(v) for v in one.image_size[0])
         frames = {int(f): footage.images[0, t, :h, :w] for t, f in enumerate(footage.frames) if footage.valid[0, t]}
@@ -141,15 +161,7 @@ def _truth(workspace: Workspace, camera: str, trained: list[str], timeline: Time
         one = view.camera
         frames = {j: read_image(p)[..., :3] for j, p in view.frames.items()}
         world_to_camera = np.repeat(one.world_to_camera, timeline.frame_count, axis=0)
-    K = one.K[0]
-    w, h = (int(v) for v in one.image_size[0])
-    if abs(K[0, 2] - w / 2) > 0.5 or abs(K[1, 2] - h / 2) > 0.5 or abs(K[0, 0] - K[1, 1]) > 1e-6 * K[0, 0]:
-        raise StageError(f"camera {camera!r} has an off-centre principal point or non-square pixels (K = "
-                         f"{np.round(K, 2).tolist()}); reshoot's camera paths cannot reproduce it yet")
-    n = timeline.frame_count
-    path = CameraPath(camera, world_to_camera, np.full(n, focal_mm_from_px(K[0, 0], 36.0, w)),
-                      np.arange(n, dtype=np.float64), (w, h), Fraction(timeline.fps), 36.0, timeline.start_timecode)
-    return Truth(path, frames)
+    return Truth(TruthPath(camera, replace(one, distortion=np.zeros_like(one.distortion)), world_to_camera), frames)
 
 
 def _pictures(out: Path, guide: np.ndarray, refined: np.ndarray, truth: dict[int, np.ndarray], camera: str) -> None:

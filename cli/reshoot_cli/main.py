@@ -390,12 +390,12 @@ class EvalCommand:
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot"]] = "ingest"
+    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "all"]] = "ingest"
     """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
-    on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory) or
-    `reconstruct` (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out) or
+    on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory),
+    `reconstruct` (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out),
     `shot` (guide frames' speed; guide frames and the classical refiner's shot against the synthetic shoot's
-    ground-truth overhead camera: PSNR/SSIM/flicker)."""
+    ground-truth overhead camera: PSNR/SSIM/flicker), or `all` of them in one table (over an hour on 2 cores)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
@@ -403,22 +403,32 @@ class BenchCommand:
 
     def run(self) -> None:
         work = Path(self.work or tempfile.mkdtemp(prefix="reshoot-bench-"))
+        names = ["ingest", "register", "raster", "reconstruct", "shot"] if self.name == "all" else [self.name]
+        rows = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            if self.name == "raster":
-                from reshoot.splat.raster_bench import bench_rasterizer
+            for name in names:
+                found = self._rows(name, work)
+                rows += [{**row, "benchmark": f"{name}: {row['benchmark']}"} for row in found] if self.name == "all" \
+                    else found
+        self._print(rows)
 
-                rows = bench_rasterizer()
-            elif self.name == "reconstruct":
-                from reshoot.bench_reconstruct import bench_reconstruct
+    def _rows(self, name: str, work: Path) -> list[dict]:
+        if name == "raster":
+            from reshoot.splat.raster_bench import bench_rasterizer
 
-                rows = bench_reconstruct(self.data, work)
-            elif self.name == "shot":
-                from reshoot.bench_shot import bench_shot
+            return bench_rasterizer()
+        if name == "reconstruct":
+            from reshoot.bench_reconstruct import bench_reconstruct
 
-                rows = bench_shot(work)
-            else:
-                rows = {"ingest": bench.bench_ingest, "register": bench.bench_register}[self.name](self.data, work)
+            return bench_reconstruct(self.data, work)
+        if name == "shot":
+            from reshoot.bench_shot import bench_shot
+
+            return bench_shot(work)
+        return {"ingest": bench.bench_ingest, "register": bench.bench_register}[name](self.data, work)
+
+    def _print(self, rows: list[dict]) -> None:
         table = Table(title=f"reshoot bench {self.name}")
         for col in ("benchmark", "result", "target", "ok", "detail"):
             table.add_column(col, overflow="fold")

@@ -94,8 +94,11 @@ def run_ingest(workspace: Workspace, sources: Sequence[Path], config: IngestConf
     if config.names and len(config.names) != len(sources):
         raise FootageError(f"--names gives {len(config.names)} names for {len(sources)} sources; give one per source")
     inputs = list(sources) + ([config.calibration] if config.calibration else [])
-    return workspace.run_stage("ingest", config, lambda ctx: _ingest(ctx, sources, config), inputs=inputs,
-                               force=force, version=_VERSION)
+    result = workspace.run_stage("ingest", config, lambda ctx: _ingest(ctx, sources, config), inputs=inputs,
+                                 force=force, version=_VERSION)
+    if [str(Path(s).resolve()) for s in sources] != workspace.info.get("sources"):  # for `reshoot status` and eval
+        workspace.set_sources(sources, ground_truth=workspace.info.get("ground_truth"))
+    return result
 
 
 def _ingest(ctx: StageContext, paths: list[Path], config: IngestConfig) -> dict[str, Any]:

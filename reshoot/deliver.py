@@ -34,7 +34,7 @@ from reshoot._deps import require
 from reshoot.atomic import atomic_write_bytes, atomic_write_text
 from reshoot.cameras import OPENCV_TO_OPENGL, ZUP_TO_YUP, focal_mm_from_px
 from reshoot.media import write_video
-from reshoot.sync import parse_timecode
+from reshoot.sync import _exact_fps, parse_timecode
 
 #: Left-multiplying OpenCV camera coordinates (x right, y down, z forward) by this gives OpenEXR's
 #: camera coordinates, which are RenderMan's: x right, y up, z forward (left-handed). Its own inverse.
@@ -153,7 +153,7 @@ def write_exr_sequence(
     _check_sequence_naming(what, name, first_frame)
     poses, Ks = _check_cameras(what, world_to_camera, K, first_frame)
     width, height = _check_image_size(what, image_size)
-    rate = _exact_rate(what, fps)
+    rate = _exact_fps(fps, what)
     start = _timecode_start(start_timecode, rate) if start_timecode is not None else None
     OpenEXR = require("OpenEXR", "pip install 'openexr>=3.3'")
     exr_world_to_camera = np.swapaxes(OPENCV_TO_RENDERMAN @ poses, 1, 2).astype(np.float32)
@@ -282,7 +282,7 @@ def write_shot_video(
     if path.suffix.lower() not in spec.suffixes:
         raise ValueError(f"{what}: {path.name}: {codec} goes in a {' or '.join(spec.suffixes)} file, "
                          f"not {path.suffix or 'a file without suffix'}")
-    rate = _exact_rate(what, fps)
+    rate = _exact_fps(fps, what)
     if start_timecode is not None:
         _timecode_start(start_timecode, rate)  # a clear error now rather than FFmpeg's later
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +357,7 @@ def write_usd_camera(
         raise ValueError(f"{what}: {path.name}: the camera is written as text; give a .usda path")
     poses, Ks = _check_cameras(what, world_to_camera, K, first_frame)
     width, height = _check_image_size(what, image_size)
-    rate = _exact_rate(what, fps)
+    rate = _exact_fps(fps, what)
     if up_axis not in ("Z", "Y"):
         raise ValueError(f"{what}: up_axis must be 'Z' (reshoot's world) or 'Y', got {up_axis!r}")
     if not sensor_width_mm > 0:
@@ -567,16 +567,6 @@ def _check_image_size(what: str, image_size: tuple[int, int]) -> tuple[int, int]
     if width <= 0 or height <= 0 or (width, height) != tuple(image_size):
         raise ValueError(f"{what}: image_size must be (width, height) in whole pixels > 0, got {image_size!r}")
     return width, height
-
-
-def _exact_rate(what: str, fps: Fraction | int) -> Fraction:
-    """``fps`` as a positive Fraction; a non-integral float is refused (29.97 is not 30000/1001)."""
-    if isinstance(fps, float) and not fps.is_integer():
-        raise ValueError(f"{what}: fps {fps!r} is a float; give the exact rate, e.g. Fraction(24000, 1001)")
-    rate = Fraction(fps)
-    if rate <= 0:
-        raise ValueError(f"{what}: fps must be > 0, got {fps!r}")
-    return rate
 
 
 def _check_cameras(what: str, world_to_camera: np.ndarray, K: np.ndarray, first_frame: int

@@ -453,13 +453,10 @@ class CameraPath:
 
     @classmethod
     def load(cls, path: Path) -> CameraPath:
+        from reshoot.path_io import _read_json
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise PathError(f"{path} not found; make a path first (reshoot path) or check the name") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PathError(f"{path} is not valid JSON: {exc}") from None
+        data = _read_json(path, "; make a path first (reshoot path) or check the name")
         return cls.from_json(data, source=str(path))
 
     # ---- interpolation ----------------------------------------------------------------------------

@@ -178,11 +178,12 @@ def _fps_from_float(value: Any, default: Fraction, file: Path) -> Fraction:
     return Fraction(rate).limit_denominator(1001)
 
 
-def _read_json(file: Path) -> dict[str, Any]:
+def _read_json(file: Path, missing_hint: str = "") -> dict[str, Any]:
+    """A JSON object from ``file``, or a PathError naming the file (``missing_hint`` is added when it is absent)."""
     try:
         data = json.loads(file.read_text())
     except FileNotFoundError:
-        raise PathError(f"{file} not found") from None
+        raise PathError(f"{file} not found{missing_hint}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PathError(f"{file} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -4,7 +4,7 @@ It makes the synthetic shoot and runs every stage on it: ingest (synced by audio
 survey), reconstruct (a splat scene trained at half size, for a few minutes on a CPU), path (the overhead angle
 where the sample's hidden camera was), guide, refine (classical) and export. Each step is checked against the
 sample's ground truth: sync offsets, camera poses, and the overhead shot against what the hidden overhead camera
-really filmed.
+really filmed, written as the report ``reshoot eval`` writes (``WS/eval/overhead/report.html``).
 """
 
 from __future__ import annotations
@@ -13,15 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reshoot.evaluation import sample_registration_errors, sample_truth_view, score_shot, truth_view_path_config
 from reshoot.export import ExportConfig, run_export
-from reshoot.guide import GuideConfig, run_guide
+from reshoot.footage import read_image
+from reshoot.guide import GuideConfig, load_shot_frames, run_guide
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.plan import run_path
 from reshoot.reconstruct import ReconstructConfig, run_reconstruct
 from reshoot.refine.stage import RefineConfig, run_refine
 from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, SampleShoot, make_sample_shoot
+from reshoot.validation import write_report
 from reshoot.workspace import StageResult, Workspace
 
 
@@ -35,6 +39,7 @@ class DemoResult:
     pose_check: list[dict[str, Any]]  #: per camera: rotation and centre errors against the ground truth
     later: dict[str, StageResult]  #: reconstruct, path, guide, refine and export
     shot_check: dict[str, dict[str, float]]  #: guide and refined shot against the overhead truth: PSNR, SSIM, flicker
+    report: Path  #: WS/eval/overhead/report.html: the shot against the truth, frame by frame, with pictures
 
 #: The demo's scene: trained at half the footage's size for few steps, so the whole job takes minutes on 2 cores.
 DEMO_RECONSTRUCT = {"default": ReconstructConfig(downscale=2, steps=600),
@@ -63,8 +68,18 @@ def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: 
     later["refine"] = run_refine(workspace, RefineConfig(), force=force)
     later["export"] = run_export(workspace, ExportConfig(), force=force)
     shot_check = {name: score_shot(later[name].path, truth.frames) for name in ("guide", "refine")}
+    frames = {name: _read_shot(workspace.root, name) for name in ("guide", "refine")}
+    write_report(workspace.root, "overhead", later["refine"].manifest["config"]["refiner"], frames["guide"],
+                 frames["refine"], {i: read_image(f)[..., :3] for i, f in truth.frames.items()},
+                 scene=later["reconstruct"].path / "scene.pt")
     return DemoResult(shoot, workspace, ingest, sync_errors(shoot, ingest.manifest["summary"]["offsets_s"]),
-                      register, poses, later, shot_check)
+                      register, poses, later, shot_check, workspace.root / "eval" / "overhead" / "report.html")
+
+
+def _read_shot(workspace_root: Path, stage: str) -> np.ndarray:
+    """The ``guide`` or ``refine`` stage's frames as floats in [0, 1].  # [T, H, W, 3]"""
+    _, files = load_shot_frames(workspace_root, stage)
+    return np.stack([read_image(f)[..., :3].astype(np.float32) / 255 for f in files])
 
 
 def sync_errors(shoot: SampleShoot, offsets_s: dict[str, float]) -> list[dict[str, Any]]:

@@ -103,16 +103,26 @@ def run_eval(workspace: Workspace, config: EvalConfig = EvalConfig()) -> dict[st
                                                                                              "end_image")})
                      if refine_manifest else RefineConfig())
     refined = make_refiner(refine_config).refine(inputs).frames
-    out = root / "eval" / config.camera
+    return write_report(root, config.camera, refine_config.refiner, inputs.guide, refined, truth.frames,
+                        scene=workspace.stage_dir("reconstruct") / "scene.pt", started=start)
+
+
+def write_report(workspace_root: Path, camera: str, refiner: str, guide: np.ndarray, refined: np.ndarray,
+                 truth: dict[int, np.ndarray], scene: Path, started: float | None = None) -> dict[str, Any]:
+    """Score a reshoot of ``camera`` against what it filmed and write ``WS/eval/<camera>/`` (metrics.json, the
+    pictures, report.html); returns the metrics.
+
+    ``guide`` and ``refined`` are the shot's frames ``[T, H, W, 3]`` in [0, 1], frame ``i`` at timeline frame ``i``;
+    ``truth`` maps timeline frames to what the camera filmed (uint8 ``[H, W, 3]``), for some or all frames."""
+    out = Path(workspace_root) / "eval" / camera
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {"camera": config.camera, "refiner": refine_config.refiner,
-               "seconds": None, "scene": str(workspace.stage_dir("reconstruct") / "scene.pt")}
-    for name, shot in (("guide", inputs.guide), ("refined", refined)):
-        metrics[name] = score_frames(shot, truth.frames)
-    metrics["seconds"] = time.perf_counter() - start
-    _pictures(out, inputs.guide, refined, truth.frames, config.camera)
+    metrics = {"camera": camera, "refiner": refiner, "seconds": None, "scene": str(scene)}
+    for name, shot in (("guide", guide), ("refined", refined)):
+        metrics[name] = score_frames(shot, truth)
+    metrics["seconds"] = None if started is None else time.perf_counter() - started
+    _pictures(out, guide, refined, truth, camera)
     atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "report.html", report_html(metrics, config.camera, root))
+    atomic_write_text(out / "report.html", report_html(metrics, camera, Path(workspace_root)))
     return metrics
 
 

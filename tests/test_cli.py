@@ -89,9 +89,15 @@ def test_demo_makes_the_shoot_and_a_workspace_that_reads_it(tmp_path):
     shot = tmp_path / "demo" / "workspace" / "export"
     assert f"the shot: {shot / 'overhead.mp4'}" in result.stdout.replace("\n", "")
     assert (shot / "overhead.chan").is_file() and len(list((shot / "exr").glob("*.exr"))) == 17
+    report = tmp_path / "demo" / "workspace" / "eval" / "overhead"
+    assert f"{report / 'report.html'}" in result.stdout.replace("\n", "")
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert len(metrics["guide"]["per_frame"]) == 6 and metrics["refiner"] == "classical"  # the truth's 6 frames
+    assert (report / "side_by_side.png").is_file() and "<svg" in (report / "report.html").read_text()
     psnr_db = {line.split("│")[1].split()[0]: float(line.split("│")[2].split()[0]) for line in result.stdout.splitlines()
                if line.count("│") == 5 and line.split("│")[1].strip().startswith(("guide frames", "refined"))}
     assert psnr_db["refined"] > psnr_db["guide"] > 5.0
+    assert metrics["refined"]["psnr_db"] == pytest.approx(psnr_db["refined"], abs=0.006)  # the report's are the table's
     again = run("demo", "--dir", str(tmp_path / "demo"), "--preset", "small")
     assert again.returncode == 0 and "re-used" in again.stdout and "skipped" in again.stdout
     status = run("status", "--workspace", str(tmp_path / "demo" / "workspace"))

@@ -114,6 +114,7 @@ class DemoCommand:
         out.print(f"[bold]the shot:[/] {movie[0] if movie else shot}   camera for Nuke: {next(shot.glob('*.chan'), '-')}")
         out.print(f"contact sheet: {shot / 'contact_sheet.png'}   beside the nearest real camera: "
                   f"{shot / 'side_by_side.png'}")
+        out.print(f"[bold]report[/] (the shot against the truth, frame by frame): {result.report}")
         out.print(f"workspace: {result.workspace.root}")
         out.print(f"missing shot's ground truth: {shoot.root / 'ground_truth' / 'overhead'}/")
 

@@ -199,9 +199,13 @@ def plan_picture(cameras: Cameras, path: CameraPath, points: np.ndarray | None =
                           f"{float(np.mean(path.focal_mm)):.0f} mm")
 
 
+#: The registered world (+Z up) to glTF's axes (+Y up, right-handed): x stays, y = z, z = -y.
+Z_UP_TO_Y_UP = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
+
+
 def plan_scene(cameras: Cameras, path: CameraPath, points: np.ndarray | None = None, colours: np.ndarray | None = None):
     """A trimesh Scene of the plan: the sparse points, a frustum per set camera, the path's line and a frustum
-    every few of its frames (export with ``.export(file_type="glb")``)."""
+    every few of its frames (export with ``.export(file_type="glb")``), turned to glTF's +Y up (``Z_UP_TO_Y_UP``)."""
     import trimesh
 
     scene = trimesh.Scene()
@@ -218,6 +222,7 @@ def plan_scene(cameras: Cameras, path: CameraPath, points: np.ndarray | None = N
     step = max(1, len(path) // 8)
     for i in range(0, len(path), step):
         scene.add_geometry(_frustum(path.camera(i), 0.08 * scale, (220, 50, 40)), geom_name=f"{path.name}_{i:04d}")
+    scene.apply_transform(Z_UP_TO_Y_UP)  # glTF's up is +Y; the registered world's is +Z
     return scene
 
 

@@ -68,6 +68,13 @@ def test_overhead_path_rebuilds_the_ground_truth_overhead_camera(reconstructed):
     glb = trimesh.load(result.path / "plan.glb")
     assert "sparse_points" in glb.geometry and {"cam0", "cam1", "cam2"} <= set(glb.geometry)
 
+    def height(node: str) -> float:  # glTF's up is +Y: the overhead path above the set cameras, as in the world's +Z
+        transform, geometry = glb.graph.get(node)
+        return float(trimesh.transform_points(glb.geometry[geometry].vertices, transform)[:, 1].mean())
+
+    assert height(f"{path.name}_path") == pytest.approx(path.centers[:, 2].mean(), abs=1e-4)
+    assert height(f"{path.name}_path") > height("cam0") + 0.3
+
 
 def test_guide_frames_show_the_overhead_view_and_know_what_was_seen(reconstructed):
     shoot, ws = reconstructed

@@ -453,10 +453,10 @@ class CameraPath:
 
     @classmethod
     def load(cls, path: Path) -> CameraPath:
-        from reshoot.path_io import _read_json
+        from reshoot.path_io import read_json
 
         path = Path(path)
-        data = _read_json(path, "; make a path first (reshoot path) or check the name")
+        data = read_json(path, "; make a path first (reshoot path) or check the name")
         return cls.from_json(data, source=str(path))
 
     # ---- interpolation ----------------------------------------------------------------------------

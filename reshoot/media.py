@@ -50,7 +50,11 @@ def write_video(
     count = 0
     try:
         with av.open(str(tmp), mode="w") as container:
-            video = container.add_stream(codec, rate=rate)
+            try:
+                video = container.add_stream(codec, rate=rate)
+            except av.codec.codec.UnknownCodecError:
+                raise ValueError(f"cannot write {path.name}: the FFmpeg inside PyAV {av.__version__} has no {codec!r} "
+                                 "encoder; install a PyAV wheel built with it, or leave this format out") from None
             video.pix_fmt = pix_fmt
             if options is None:
                 options = {"crf": str(crf)} if codec == "libx264" else {}

@@ -39,7 +39,7 @@ def rig_centre(set_cameras: Cameras) -> np.ndarray:  # [3]
     eig = np.linalg.eigvalsh(A)
     if len(set_cameras) == 0 or eig[0] < 1e-6 * max(eig[-1], 1e-12):
         raise PathError(f"cannot find where the set cameras {list(set_cameras.camera_ids)} look: their optical axes "
-                        "are parallel (or there is only one camera); give the target or centre explicitly")
+                        "are parallel (or there is only one camera); give the point to look at with --target X Y Z")
     return np.linalg.solve(A, b)
 
 
@@ -48,7 +48,7 @@ def rig_radius(set_cameras: Cameras, centre: np.ndarray) -> float:
     radius = float(np.mean(np.linalg.norm(set_cameras.centers[:, :2] - np.asarray(centre)[:2], axis=1)))
     if not radius > 1e-9:
         raise PathError(f"the set cameras stand right above or below {np.round(centre, 4).tolist()}; give the "
-                        "height/radius explicitly")
+                        "camera's height (--elevation) or the orbit's radius (--radius) explicitly")
     return radius
 
 

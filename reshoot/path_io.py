@@ -113,7 +113,7 @@ def read_nerfstudio_camera_path(
     (``t * (frame_count - 1)``), else from the frame rates (entry ``i`` at ``i * timeline.fps / fps``).
     """
     file = Path(file)
-    data = _read_json(file)
+    data = read_json(file)
     block = data.get("reshoot") if isinstance(data.get("reshoot"), dict) else {}
     if data.get("camera_type", "perspective") != "perspective":
         raise PathError(f"{file}: camera_type {data['camera_type']!r}; reshoot reads perspective camera paths only")
@@ -178,7 +178,7 @@ def _fps_from_float(value: Any, default: Fraction, file: Path) -> Fraction:
     return Fraction(rate).limit_denominator(1001)
 
 
-def _read_json(file: Path, missing_hint: str = "") -> dict[str, Any]:
+def read_json(file: Path, missing_hint: str = "") -> dict[str, Any]:
     """A JSON object from ``file``, or a PathError naming the file (``missing_hint`` is added when it is absent)."""
     try:
         data = json.loads(file.read_text())
@@ -269,7 +269,7 @@ def read_chan(
     if columns == 8:
         lens = focal_mm_from_px(focal_px_from_fov_deg(data[:, 6], height), sensor_width_mm, width)
     elif focal_mm is None:
-        raise PathError(f"{file}: no field-of-view column (7 columns: an Axis, not a Camera); pass focal_mm")
+        raise PathError(f"{file}: no field-of-view column (7 columns: an Axis, not a Camera); give the lens with --focal-mm")
     else:
         lens = np.full(len(rows), float(focal_mm))
     first = frames[0] if first_frame is None else first_frame

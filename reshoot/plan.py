@@ -26,6 +26,7 @@ from reshoot import camera_path as paths
 from reshoot.atomic import atomic_write_bytes
 from reshoot.camera_path import CameraPath, PathError, Timeline
 from reshoot.cameras import Cameras, look_at
+from reshoot.path_io import read_json
 from reshoot.splat.pointcloud import read_points_ply
 from reshoot.viz import save_png, top_view
 from reshoot.workspace import StageContext, StageResult, Workspace
@@ -172,7 +173,7 @@ def import_path(file: Path, timeline: Timeline, cameras: Cameras, config: PathCo
                                focal_mm=config.focal_mm)
     if config.width is not None:
         raise PathError(f"--width/--height apply to .chan imports only; {file.name} carries its own picture size")
-    data = json.loads(file.read_text())
+    data = read_json(file)
     if "camera_path" in data:
         return paths.read_nerfstudio_camera_path(file, timeline, name=name)
     path = CameraPath.from_json(data, source=str(file))

@@ -19,7 +19,7 @@ import html
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class EvalConfig:
     built-in sample (overhead)."""
     confidence: bool = True
     """Compute the guide's confidence map (the refiners use it; slower)."""
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the scene renders (auto: CUDA when there is a GPU)."""
 
 
@@ -162,7 +162,10 @@ def _truth(workspace: Workspace, camera: str, trained: list[str], timeline: Time
         ground_truth = workspace.info.get("ground_truth")
         if not ground_truth:
             raise StageError(f"{camera!r} is not a registered camera of {root} ({', '.join(cameras.camera_ids)}), and "
-                             "the workspace has no ground truth (the built-in sample's, recorded by `reshoot demo`)")
+                             "the workspace has no ground truth (the built-in sample's, recorded by `reshoot demo`). To validate a reshoot "
+                             f"of your own footage, leave a set camera out: `reshoot reconstruct --workspace {root} "
+                             f"--holdout {cameras.camera_ids[0]}`, then `reshoot eval --workspace {root} --camera "
+                             f"{cameras.camera_ids[0]}`")
         from reshoot.evaluation import sample_truth_view
         from reshoot.footage import read_image
         from reshoot.sample import load_sample_shoot

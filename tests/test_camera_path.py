@@ -407,7 +407,7 @@ def test_chan_malformed_files(tmp_path):
     with pytest.raises(PathError, match=r"line 1: not all numbers"):
         read_chan(bad, TIMELINE, SIZE, Fraction(24))
     bad.write_text("# an Axis\n1 0 0 0 0 0 0\n")
-    with pytest.raises(PathError, match="pass focal_mm"):
+    with pytest.raises(PathError, match="give the lens with --focal-mm"):
         read_chan(bad, TIMELINE, SIZE, Fraction(24))
     assert read_chan(bad, TIMELINE, SIZE, Fraction(24), focal_mm=35.0).focal_mm[0] == 35.0
 

@@ -273,6 +273,10 @@ def test_movie_bad_inputs_raise_clearly_and_leave_no_file(tmp_path):
         write_shot_video(tmp_path / "size.mp4", even[:2] + [np.zeros((H + 2, W, 3), np.uint8)], 24)
     with pytest.raises(ValueError, match="no frames"):
         write_shot_video(tmp_path / "empty.mp4", [], 24)
+    from reshoot.media import write_video
+
+    with pytest.raises(ValueError, match="cannot write a.mkv: the FFmpeg inside PyAV .* has no 'libnotacodec' encoder"):
+        write_video(tmp_path / "a.mkv", even, 24, codec="libnotacodec")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -290,3 +290,7 @@ def test_eval_reshoots_the_hidden_camera_and_writes_a_report(reconstructed):
 
     with pytest.raises(StageError, match="trained on 'cam1'.*--holdout cam1"):
         run_eval(ws, EvalConfig(camera="cam1"))
+    ws.set_sources(list(shoot.videos.values()))  # footage of your own: no ground truth to compare with
+    with pytest.raises(StageError, match="'overhead' is not a registered camera.*--holdout cam0.*--camera cam0"):
+        run_eval(ws, EvalConfig())
+    ws.set_sources(list(shoot.videos.values()), ground_truth=shoot.root / "ground_truth.json")

@@ -346,7 +346,7 @@ class RunCommand:
         job = replace(self.job, sources=self.sources) if self.sources else self.job
 
         def announce(index: int, total: int, name: str) -> None:
-            console.print(f"[bold]\[{index + 1}/{total}] {name}[/]: {reshoot.STAGE_DESCRIPTIONS[name]}")
+            console.print(f"[bold]\\[{index + 1}/{total}] {name}[/]: {reshoot.STAGE_DESCRIPTIONS[name]}")
 
         result = reshoot.run_job(job, force=self.force, on_stage=announce)
         table = Table(title=f"reshoot run: {result.workspace.root} ({result.seconds:.0f} s)")
@@ -497,8 +497,7 @@ def _overview() -> None:
     out.print(table)
     stages = Table(title="\npipeline stages (each writes WS/<stage>/ and a manifest)", show_header=False, box=None)
     for name, description in reshoot.STAGE_DESCRIPTIONS.items():
-        state = "" if name in COMMANDS else "[dim](not in this release yet)[/]"
-        stages.add_row(f"  [bold]{name}[/]", description, state)
+        stages.add_row(f"  [bold]{name}[/]", description)
     out.print(stages)
     out.print("\nDocs: docs/README.md. Set RESHOOT_DEBUG=1 to see tracebacks, RESHOOT_QUIET=1 to hide progress bars.")
 
@@ -513,8 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        hint = " It arrives in a later release." if name in reshoot.STAGE_DESCRIPTIONS else ""
-        console.print(f"[red]error:[/] unknown command {name!r}.{hint} Commands: {', '.join(COMMANDS)}")
+        console.print(f"[red]error:[/] unknown command {name!r}. Commands: {', '.join(COMMANDS)}")
         return 2
     cls = COMMANDS[name]
     if name == "path" and rest and not rest[0].startswith("-"):  # `reshoot path overhead ...`: the kind first

@@ -133,7 +133,7 @@ def resolve_device_dtype(config: DiffusionConfig) -> tuple[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise RefinerError(f"DiffusionConfig.device={device!r}, but torch {torch.__version__} sees no CUDA device "
-                           f"(a CPU build of torch, or no GPU here). Use device='cpu' (slow) or install a CUDA torch.")
+                           f"(a CPU build of torch, or no GPU here). Use --device cpu (slow) or install a CUDA torch (docs/gpu.md).")
     name = DTYPES[config.dtype] or ("float32" if device == "cpu" else "bfloat16")
     if device == "cpu" and name != "float32":
         log.warning("dtype %s on a CPU is many times slower than float32", name)

@@ -51,14 +51,14 @@ class ExportConfig:
     """What the export stage writes."""
 
     formats: tuple[Format, ...] = ()
-    """Which files to write (default: all of png, exr, mp4, mov, chan, nerfstudio, json, and usd where usd-core is
+    """Which files to write (if not given: all of png, exr, mp4, mov, chan, nerfstudio, json, and usd where usd-core is
     installed; png16 on request)."""
     source: Literal["auto", "guide", "refine"] = "auto"
     """Frames to export: auto takes the refined shot when `reshoot refine` has run, else the guide frames."""
     first_frame: int = 1001
     """Frame number of the shot's first frame in sequences and camera files (1001: the post-house habit)."""
     name: str | None = None
-    """Base name of the files (default: the path's name)."""
+    """Base name of the files (if not given: the path's name)."""
 
     def chosen_formats(self) -> tuple[str, ...]:
         if self.formats:

@@ -44,24 +44,24 @@ class PathConfig:
     camera moved; between: from a first to a last pose (eyes and targets, or set cameras); import: a nerfstudio
     camera_path.json, Nuke .chan or reshoot path .json."""
     name: str | None = None
-    """The path's name, used in file names (default: the kind)."""
+    """The path's name, used in file names (if not given: the kind)."""
     width: int | None = None
-    """Output width in pixels, even (default: the first set camera's; for dolly, offset and between the camera the
+    """Output width in pixels, even (if not given: the first set camera's; for dolly, offset and between the camera the
     move starts from)."""
     height: int | None = None
-    """Output height in pixels, even (default: as the width)."""
+    """Output height in pixels, even (if not given: as the width)."""
     focal_mm: float | None = None
-    """Lens focal length (default: overhead 24 mm; other kinds: the set cameras' own lenses)."""
+    """Lens focal length (if not given: overhead 24 mm; other kinds: the set cameras' own lenses)."""
     sensor_width_mm: float = 36.0
     """Sensor width the focal length refers to (36: full frame)."""
     target: tuple[float, float, float] | None = None
-    """overhead/orbit: the point looked at (default: where the set cameras' optical axes meet)."""
+    """overhead/orbit: the point looked at (if not given: where the set cameras' optical axes meet)."""
     elevation: float | None = None
-    """overhead: height above the target (default: the rig's radius); orbit: height above the centre."""
+    """overhead: height above the target (if not given: the rig's radius); orbit: height above the centre."""
     tilt_deg: float = 0.0
     """overhead: tilt away from straight down."""
     heading_deg: float | None = None
-    """overhead: the world direction (degrees from +X towards +Y) that is up in the picture (default: from the set
+    """overhead: the world direction (degrees from +X towards +Y) that is up in the picture (if not given: from the set
     cameras' mean position towards the target, so the picture is turned like theirs: what is on their right is on
     its right)."""
     follow: bool = False
@@ -79,7 +79,7 @@ class PathConfig:
     end_target: tuple[float, float, float] | None = None
     """between: the point the last pose looks at."""
     radius: float | None = None
-    """orbit: distance from the centre (default: the rig's radius)."""
+    """orbit: distance from the centre (if not given: the rig's radius)."""
     degrees: float = 90.0
     """orbit: how far round the camera goes over the shot."""
     translate: tuple[float, float, float] = (0.0, 0.0, 0.0)

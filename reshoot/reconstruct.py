@@ -50,7 +50,7 @@ class ReconstructConfig:
     """fast: 1200 steps, for previews and CPUs (about 10 minutes at 320x180 on 2 cores); quality: 30000 steps with
     opacity resets, for a GPU."""
     steps: int | None = None
-    """Training steps (default: the preset's)."""
+    """Training steps (if not given: the preset's)."""
     downscale: int = 1
     """Train on frames shrunk by this factor (2: half size), for speed."""
     frame_step: int = 1

@@ -46,6 +46,13 @@ def test_the_reference_has_no_colour_and_no_path_of_this_machine(reference):
     assert not any(line != line.rstrip() for line in reference.splitlines())
 
 
+def test_help_texts_are_rewrapped_not_broken_where_the_source_lines_break(reference):
+    # reshoot/register.py's --camera-motion docstring breaks its source line after "(dolly,"
+    register = _sections(reference)["reshoot register"]
+    assert "one pose per frame (dolly, handheld), matched sequentially" in register
+    assert "(dolly,\n" not in register
+
+
 def _sections(markdown: str) -> dict[str, str]:
     """Each ``## TITLE`` section's text, by title, in order."""
     parts = re.split(r"^## (.+)$", markdown, flags=re.M)

@@ -4,6 +4,7 @@ docstrings the help) whose ``run`` calls the library's public API and prints wha
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -33,6 +34,25 @@ from reshoot.sample import PRESETS, SampleConfig
 
 console = Console(stderr=True)
 out = Console()
+
+
+def _join_wrapped_help_lines() -> None:
+    """tyro joins a help text's wrapped lines only where the next line starts with a letter, before dedenting;
+    the continuation lines of a field's docstring are indented, so every source line break showed in ``--help``
+    ("one pose per frame (dolly,⏎handheld)"). Dedent first (``inspect.cleandoc``), then let tyro join them."""
+    strings = getattr(tyro, "_strings", None)
+    original = getattr(strings, "remove_single_line_breaks", None)
+    if original is None or getattr(original, "dedents_first", False):
+        return
+
+    def remove_single_line_breaks(text: str) -> str:
+        return original(inspect.cleandoc(text))
+
+    remove_single_line_breaks.dedents_first = True
+    strings.remove_single_line_breaks = remove_single_line_breaks
+
+
+_join_wrapped_help_lines()
 if not out.is_terminal:  # piped or captured: wide enough that tables are not cut
     out = Console(width=120)
 
@@ -393,14 +413,15 @@ class BenchCommand:
 
     name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "all"]] = "ingest"
     """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
-    on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory),
-    `reconstruct` (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out),
-    `shot` (guide frames' speed; guide frames and the classical refiner's shot against the synthetic shoot's
-    ground-truth overhead camera: PSNR/SSIM/flicker), or `all` of them in one table (over an hour on 2 cores)."""
+    on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory), `reconstruct`
+    (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out with `reshoot
+    eval` of each camera), `shot` (guide frames' speed; guide frames and the classical refiner's shot against the
+    synthetic shoot's ground-truth overhead camera: PSNR/SSIM/flicker), or `all` of them in one table (over an hour
+    on 2 cores)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
-    """Folder for the benchmark's files (default: a new temporary folder)."""
+    """Folder for the benchmark's files (if not given: a new temporary folder)."""
 
     def run(self) -> None:
         work = Path(self.work or tempfile.mkdtemp(prefix="reshoot-bench-"))

@@ -48,7 +48,7 @@ class RefineConfig:
     refiner: Literal["classical", "wan-vace", "ltx", "v2v"] = "classical"
     """classical: no weights, CPU, seconds; wan-vace / ltx / v2v: video diffusion (diffusers) with --model weights."""
     model: str | None = None
-    """Diffusion refiners: a local folder of diffusers weights, or a hub id where the network allows (default: the
+    """Diffusion refiners: a local folder of diffusers weights, or a hub id where the network allows (if not given: the
     refiner's usual model, e.g. Wan-AI/Wan2.1-VACE-1.3B-diffusers; see docs/refine.md)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Diffusion refiners: where the model runs (auto: CUDA when there is a GPU)."""

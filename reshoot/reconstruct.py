@@ -72,6 +72,8 @@ class ReconstructConfig:
     """gsplat's densification: auto is mcmc (MCMCStrategy) on CUDA and default (DefaultStrategy) on CPU; mcmc also
     runs on CPU (torch twins of its two CUDA kernels), slower."""
     seed: int = 0
+    """Random seed of where Gaussians start and of training's sampling (CPU results also vary with the torch thread
+    count)."""
 
     def __post_init__(self) -> None:
         if self.downscale < 1 or self.frame_step < 1 or not 0 <= self.sh_degree <= 3:

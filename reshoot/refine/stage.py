@@ -89,6 +89,7 @@ class RefineConfig:
     smooth_window: int = 1
     """classical: neighbouring frames on each side in the median that removes flicker (0: none)."""
     seed: int = 0
+    """Diffusion refiners: the base seed; each window gets its own seed from it, so a re-run on the same machine gives the same shot."""
 
     def __post_init__(self) -> None:
         if not 0 < self.strength <= 1 or not 0 <= self.confidence_threshold <= 1 or self.references < 0:

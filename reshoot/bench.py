@@ -28,6 +28,19 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 _BBC_TRUTH_S = {"timbl_2": 12.254, "timbl_3": 12.223}  # GROUND_TRUTH.txt: where each clip starts in timbl_1
 
 
+def rows_markdown(rows: list[dict[str, Any]], title: str) -> str:
+    """A benchmark table as Markdown (what ``reshoot bench`` also prints), for docs and notes."""
+    def cell(value: Any) -> str:
+        return str(value if value is not None else "").replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"## {title}", "", "| benchmark | result | target | ok | detail |", "|---|---|---|---|---|"]
+    for row in rows:
+        ok = {True: "yes", False: "NO", None: "-"}[row.get("pass")]
+        lines.append("| " + " | ".join(cell(v) for v in (row["benchmark"], row["result"], row.get("target", ""), ok,
+                                                           row.get("detail", ""))) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def bench_ingest(data: Path = DEFAULT_DATA, work: Path | None = None) -> list[dict[str, Any]]:
     """Sync accuracy (synthetic and BBC audio), caliscope ingest with calibration, extraction throughput."""
     work = Path(work or tempfile.mkdtemp(prefix="reshoot-bench-"))

@@ -16,3 +16,15 @@ def test_bench_ingest_meets_its_targets(tmp_path):
     assert not failed, failed
     sync = [r for r in rows if r["benchmark"].startswith("audio sync, synthetic")]
     assert len(sync) == 2 and all(r["pass"] for r in sync)
+
+
+def test_rows_markdown_is_one_table_row_per_benchmark():
+    from reshoot.bench import rows_markdown
+
+    rows = [{"benchmark": "ingest: sync | audio", "result": "0.02 ms", "target": "< 1 ms", "pass": True, "detail": "a"},
+            {"benchmark": "raster: 5k", "result": "0.08 s", "pass": None},
+            {"benchmark": "shot: guide", "result": "line\nbreak", "target": "", "pass": False, "detail": ""}]
+    lines = rows_markdown(rows, "reshoot bench all").splitlines()
+    assert lines[0] == "## reshoot bench all" and lines[2] == "| benchmark | result | target | ok | detail |"
+    assert lines[4:] == ["| ingest: sync \\| audio | 0.02 ms | < 1 ms | yes | a |", "| raster: 5k | 0.08 s |  | - |  |",
+                         "| shot: guide | line break |  | NO |  |"]

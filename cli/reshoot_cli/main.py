@@ -21,6 +21,7 @@ from rich.table import Table
 import reshoot
 import reshoot.job
 from reshoot import bench
+from reshoot.atomic import atomic_write_json, atomic_write_text
 from reshoot.export import ExportConfig
 from reshoot.guide import GuideConfig
 from reshoot.ingest import IngestConfig
@@ -434,6 +435,9 @@ class BenchCommand:
                 rows += [{**row, "benchmark": f"{name}: {row['benchmark']}"} for row in found] if self.name == "all" \
                     else found
         self._print(rows)
+        atomic_write_json(work / "bench.json", {"benchmark": self.name, "data": str(self.data), "rows": rows})
+        atomic_write_text(work / "bench.md", bench.rows_markdown(rows, f"reshoot bench {self.name}"))
+        out.print(f"the table as Markdown: {work / 'bench.md'} (rows as JSON: {work / 'bench.json'})")
 
     def _rows(self, name: str, work: Path) -> list[dict]:
         if name == "raster":

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from reshoot.evaluation import sample_registration_errors, sample_truth_view, score_shot, truth_view_path_config
+from reshoot.evaluation import sample_registration_errors, sample_truth_view, truth_view_path_config
 from reshoot.export import ExportConfig, run_export
 from reshoot.footage import read_image
 from reshoot.guide import GuideConfig, load_shot_frames, run_guide
@@ -38,7 +38,7 @@ class DemoResult:
     register: StageResult
     pose_check: list[dict[str, Any]]  #: per camera: rotation and centre errors against the ground truth
     later: dict[str, StageResult]  #: reconstruct, path, guide, refine and export
-    shot_check: dict[str, dict[str, float]]  #: guide and refined shot against the overhead truth: PSNR, SSIM, flicker
+    shot_check: dict[str, dict[str, Any]]  #: guide and refined shot against the overhead truth (the report's figures)
     report: Path  #: WS/eval/overhead/report.html: the shot against the truth, frame by frame, with pictures
 
 #: The demo's scene: trained at half the footage's size for few steps, so the whole job takes minutes on 2 cores.
@@ -67,11 +67,11 @@ def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: 
     later["guide"] = run_guide(workspace, GuideConfig(), force=force)
     later["refine"] = run_refine(workspace, RefineConfig(), force=force)
     later["export"] = run_export(workspace, ExportConfig(), force=force)
-    shot_check = {name: score_shot(later[name].path, truth.frames) for name in ("guide", "refine")}
     frames = {name: _read_shot(workspace.root, name) for name in ("guide", "refine")}
-    write_report(workspace.root, "overhead", later["refine"].manifest["config"]["refiner"], frames["guide"],
-                 frames["refine"], {i: read_image(f)[..., :3] for i, f in truth.frames.items()},
-                 scene=later["reconstruct"].path / "scene.pt")
+    metrics = write_report(workspace.root, "overhead", later["refine"].manifest["config"]["refiner"], frames["guide"],
+                           frames["refine"], {i: read_image(f)[..., :3] for i, f in truth.frames.items()},
+                           scene=later["reconstruct"].path / "scene.pt")
+    shot_check = {"guide": metrics["guide"], "refine": metrics["refined"]}
     return DemoResult(shoot, workspace, ingest, sync_errors(shoot, ingest.manifest["summary"]["offsets_s"]),
                       register, poses, later, shot_check, workspace.root / "eval" / "overhead" / "report.html")
 

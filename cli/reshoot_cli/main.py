@@ -128,7 +128,8 @@ class DemoCommand:
             table.add_column(col)
         for name, label in (("guide", "guide frames (rendered from the scene)"), ("refine", "refined (classical)")):
             score = result.shot_check[name]
-            table.add_row(label, f"{score['psnr_db']:.2f} dB", f"{score['ssim']:.3f}", f"{score['flicker']:.2f}")
+            table.add_row(label, f"{score['psnr_db']:.2f} dB", f"{score['ssim']:.3f}",
+                          "-" if score["flicker"] is None else f"{score['flicker']:.2f}")
         out.print(table)
         shot = result.later["export"].path
         movie = sorted(shot.glob("*.mp4"))

@@ -25,7 +25,7 @@ from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat.data import normalised_times
 from reshoot.splat.train import render
-from reshoot.validation import EvalConfig, run_eval
+from reshoot.validation import EvalConfig, flicker_text, run_eval
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageError, Workspace
 
@@ -146,10 +146,6 @@ def _caliscope_eval_row(ws: Workspace, camera_id: str) -> dict[str, Any]:
     guide, refined = m["guide"], m["refined"]
     return {"benchmark": f"eval caliscope {camera_id} (reshoot eval: guide -> {m['refiner']} refined)",
             "result": f"PSNR {guide['psnr_db']:.2f} -> {refined['psnr_db']:.2f} dB, SSIM {guide['ssim']:.3f} -> "
-                      f"{refined['ssim']:.3f}, flicker {_num(guide['flicker'])} -> {_num(refined['flicker'])}",
+                      f"{refined['ssim']:.3f}, flicker {flicker_text(guide['flicker'])} -> {flicker_text(refined['flicker'])}",
             "target": "measured", "pass": None,
             "detail": f"{m['seconds']:.0f} s; {ws.root / 'eval' / camera_id / 'report.html'}"}
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"

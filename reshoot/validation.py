@@ -126,6 +126,11 @@ def write_report(workspace_root: Path, camera: str, refiner: str, guide: np.ndar
     return metrics
 
 
+def flicker_text(value: float | None) -> str:
+    """A flicker figure for tables and the report: ``-`` where there was none (no consecutive frames with a truth)."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def score_frames(shot: np.ndarray, truth: dict[int, np.ndarray]) -> dict[str, Any]:
     """PSNR/SSIM per frame (those with a truth) and overall, and flicker over consecutive frames with a truth."""
     per_frame, flickers = [], []
@@ -207,7 +212,7 @@ def report_html(metrics: dict[str, Any], camera: str, workspace_root: Path) -> s
     g, r = metrics["guide"], metrics["refined"]
     rows = "".join(
         f"<tr><td>{name}</td><td>{m['psnr_db']:.2f} dB (min {m['psnr_min_db']:.2f})</td><td>{m['ssim']:.3f}</td>"
-        f"<td>{'-' if m['flicker'] is None else format(m['flicker'], '.2f')}</td></tr>"
+        f"<td>{flicker_text(m['flicker'])}</td></tr>"
         for name, m in (("guide frames", g), (f"refined ({html.escape(metrics['refiner'])})", r)))
     verdict = ("The refined shot is closer to the truth than the guide frames" if r["psnr_db"] > g["psnr_db"]
                else "The refiner did not bring the shot closer to the truth")

@@ -28,7 +28,7 @@ from reshoot.ingest import IngestConfig
 from reshoot.job import JobConfig, load_job_config
 from reshoot.plan import PathConfig
 from reshoot.refine.stage import RefineConfig
-from reshoot.validation import EvalConfig
+from reshoot.validation import EvalConfig, flicker_text
 from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
@@ -129,7 +129,7 @@ class DemoCommand:
         for name, label in (("guide", "guide frames (rendered from the scene)"), ("refine", "refined (classical)")):
             score = result.shot_check[name]
             table.add_row(label, f"{score['psnr_db']:.2f} dB", f"{score['ssim']:.3f}",
-                          "-" if score["flicker"] is None else f"{score['flicker']:.2f}")
+                          flicker_text(score["flicker"]))
         out.print(table)
         shot = result.later["export"].path
         movie = sorted(shot.glob("*.mp4"))
@@ -404,7 +404,7 @@ class EvalCommand:
         for name, label in (("guide", "guide frames"), ("refined", f"refined ({m['refiner']})")):
             s = m[name]
             table.add_row(label, f"{s['psnr_db']:.2f} dB (min {s['psnr_min_db']:.2f})", f"{s['ssim']:.3f}",
-                          "-" if s["flicker"] is None else f"{s['flicker']:.2f}")
+                          flicker_text(s["flicker"]))
         out.print(table)
         out.print(f"report: {ws.root / 'eval' / m['camera'] / 'report.html'}")
 

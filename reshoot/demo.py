@@ -25,7 +25,7 @@ from reshoot.reconstruct import ReconstructConfig, run_reconstruct
 from reshoot.refine.stage import RefineConfig, run_refine
 from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, SampleShoot, make_sample_shoot
-from reshoot.validation import write_report
+from reshoot.validation import ACTOR_FROM_SAMPLE, write_report
 from reshoot.workspace import StageResult, Workspace
 
 
@@ -38,7 +38,8 @@ class DemoResult:
     register: StageResult
     pose_check: list[dict[str, Any]]  #: per camera: rotation and centre errors against the ground truth
     later: dict[str, StageResult]  #: reconstruct, path, guide, refine and export
-    shot_check: dict[str, dict[str, Any]]  #: guide and refined shot against the overhead truth (the report's figures)
+    shot_check: dict[str, dict[str, Any]]  #: guide and refined shot against the overhead truth (the report's figures:
+    #: PSNR/SSIM over the whole frame, the set and the actor, flicker, and the verdict with its reason)
     report: Path  #: WS/eval/overhead/report.html: the shot against the truth, frame by frame, with pictures
 
 #: The demo's scene: trained at half the footage's size for few steps, so the whole job takes minutes on 2 cores.
@@ -70,7 +71,8 @@ def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: 
     frames = {name: _read_shot(workspace.root, name) for name in ("guide", "refine")}
     metrics = write_report(workspace.root, "overhead", later["refine"].manifest["config"]["refiner"], frames["guide"],
                            frames["refine"], {i: read_image(f)[..., :3] for i, f in truth.frames.items()},
-                           scene=later["reconstruct"].path / "scene.pt")
+                           scene=later["reconstruct"].path / "scene.pt", actor=truth.actor,
+                           actor_region=ACTOR_FROM_SAMPLE if truth.actor else "")
     shot_check = {"guide": metrics["guide"], "refine": metrics["refined"]}
     return DemoResult(shoot, workspace, ingest, sync_errors(shoot, ingest.manifest["summary"]["offsets_s"]),
                       register, poses, later, shot_check, workspace.root / "eval" / "overhead" / "report.html")

@@ -11,7 +11,7 @@ rotation error that the orientations themselves did not have (0.02-0.15 deg).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +20,7 @@ import torch
 
 from reshoot.cameras import Cameras, focal_mm_from_px
 from reshoot.footage import read_image
-from reshoot.metrics import flicker, psnr, ssim
+from reshoot.metrics import flicker, psnr, region_scores
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class SampleTruthView:
 
     camera: Cameras  # one camera, in the register stage's normalised world
     frames: dict[int, Path]  # ingested frame index -> the ground-truth image filmed at that instant
+    actor: dict[int, np.ndarray] = field(default_factory=dict)  # ingested frame index -> [H, W] bool, where the
+    # actor is in that image (the sample's ground-truth masks; empty where the sample has none for this camera)
 
 
 def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead") -> SampleTruthView:
@@ -124,7 +126,24 @@ def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead") -> Sa
         k = int(round((shoot_s + world_start) * fps))
         if 0 <= k < count and abs((shoot_s + world_start) * fps - k) < 0.25 and (folder / f"{k:06d}.png").is_file():
             frames[j] = folder / f"{k:06d}.png"
-    return SampleTruthView(camera, frames)
+    masks = sample_actor_masks(shoot, role)
+    actor = {} if masks is None else {j: masks[int(path.stem)] for j, path in frames.items()}
+    return SampleTruthView(camera, frames, actor)
+
+
+def sample_actor_masks(shoot, role: str) -> np.ndarray | None:
+    """Where the actor is in every frame a sample camera filmed (ground truth).  # [frames, H, W] bool
+
+    ``shoot`` is a :class:`reshoot.sample.SampleShoot`; ``role`` a set camera id or ``"overhead"``. None if the
+    sample holds no masks for that camera (``ground_truth/actor_masks.npz``, written since the masks were added)."""
+    path = shoot.root / "ground_truth" / "actor_masks.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        if role not in data.files:
+            return None
+        width = int(shoot.ground_truth["config"]["width"])
+        return np.unpackbits(data[role], axis=-1)[..., :width].astype(bool)
 
 
 def truth_view_path_config(camera: Cameras, name: str = "overhead"):
@@ -151,16 +170,19 @@ def truth_view_path_config(camera: Cameras, name: str = "overhead"):
                       focal_mm=focal_mm_from_px(float(camera.K[0, 0, 0]), 36.0, width), width=width, height=height)
 
 
-def score_shot(guide_dir: Path, truth_frames: dict[int, Path]) -> dict[str, float]:
+def score_shot(guide_dir: Path, truth_frames: dict[int, Path],
+               actor: dict[int, np.ndarray] | None = None) -> dict[str, float | None]:
     """PSNR/SSIM of a shot's frames (``guide_dir/rgb``, output frame = timeline frame) against ground-truth frames,
-    overall and where the guide's confidence map (if any) exceeds 0.5; flicker against the truth over consecutive
-    frames that both have one."""
+    overall, on the set and on the actor (where ``actor``, e.g. :attr:`SampleTruthView.actor`, has masks), and where
+    the guide's confidence map (if any) exceeds 0.5; flicker against the truth over consecutive frames that both
+    have one. A region's figure is the mean over the frames it is in (None if none)."""
     rows, confident, fractions, shots, truths = [], [], [], {}, {}
     for frame_idx, truth_file in truth_frames.items():
         guide = torch.from_numpy(read_image(guide_dir / "rgb" / f"{frame_idx:06d}.png").astype(np.float32) / 255)
         truth = torch.from_numpy(read_image(truth_file)[..., :3].astype(np.float32) / 255)
         shots[frame_idx], truths[frame_idx] = guide, truth
-        rows.append((psnr(guide, truth), float(ssim(guide, truth))))
+        mask = (actor or {}).get(frame_idx)
+        rows.append(region_scores(guide, truth, None if mask is None else torch.from_numpy(mask)))
         confidence_file = guide_dir / "confidence" / f"{frame_idx:06d}.png"
         if confidence_file.is_file():
             mask = torch.from_numpy(read_image(confidence_file)[..., 0] > 127)
@@ -169,9 +191,18 @@ def score_shot(guide_dir: Path, truth_frames: dict[int, Path]) -> dict[str, floa
                 confident.append(psnr(guide, truth, mask))
     pairs = [j for j in shots if j + 1 in shots]
     jumps = [flicker(torch.stack([shots[j], shots[j + 1]]), torch.stack([truths[j], truths[j + 1]])) for j in pairs]
-    values = np.array(rows)
-    return {"psnr_db": float(values[:, 0].mean()), "psnr_min_db": float(values[:, 0].min()),
-            "flicker": float(np.mean(jumps)) if jumps else float("nan"),
-            "ssim": float(values[:, 1].mean()), "frames": len(rows),
-            "confident_psnr_db": float(np.mean(confident)) if confident else float("nan"),
+    return {**mean_region_scores(rows), "flicker": float(np.mean(jumps)) if jumps else float("nan"),
+            "frames": len(rows), "confident_psnr_db": float(np.mean(confident)) if confident else float("nan"),
             "confident_fraction": float(np.mean(fractions)) if fractions else 0.0}
+
+
+def mean_region_scores(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """A shot's figures from its frames' :func:`reshoot.metrics.region_scores`: each the mean over the frames that
+    have it (None if none), the worst whole-frame PSNR, and how many frames show the actor."""
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+    keys = ("psnr_db", "ssim", "set_psnr_db", "set_ssim", "actor_psnr_db", "actor_ssim", "actor_fraction")
+    return {**{key: mean(key) for key in keys}, "psnr_min_db": float(min(r["psnr_db"] for r in rows)),
+            "actor_frames": sum(r.get("actor_psnr_db") is not None for r in rows)}

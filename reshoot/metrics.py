@@ -1,4 +1,4 @@
-"""Image quality figures: PSNR and SSIM (also the SSIM term of the training loss).
+"""Image quality figures: PSNR and SSIM (also the SSIM term of the training loss), over a whole image or a region.
 
 Images are float tensors in [0, 1], channels last: ``[H, W, 3]`` or a batch ``[B, H, W, 3]``.
 SSIM follows Wang et al. 2004 as 3DGS uses it: an 11x11 Gaussian window of sigma 1.5, C1 = 0.01^2,
@@ -47,8 +47,22 @@ def flicker(frames: Tensor, reference: Tensor | None = None) -> float:
     return float(change.abs().mean()) * 255.0
 
 
-def ssim(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
-    """Mean structural similarity (a scalar tensor, differentiable)."""
+def ssim(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5, mask: Tensor | None = None) -> Tensor:
+    """Mean structural similarity (a scalar tensor, differentiable).
+
+    Args:
+        mask: optional [..., H, W] bool/float; the SSIM map is averaged over those pixels only (the window still
+            sees their neighbours).
+    """
+    value = ssim_map(image, reference, window, sigma)
+    if mask is None:
+        return value.mean()
+    weight = mask.to(value.dtype).expand_as(value)
+    return (value * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def ssim_map(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
+    """Per-pixel structural similarity, averaged over the channels.  # [H, W] or [B, H, W], as the input"""
     _check_pair(image, reference)
     x = _as_nchw(image)
     y = _as_nchw(reference)
@@ -67,7 +81,31 @@ def ssim(image: Tensor, reference: Tensor, window: int = 11, sigma: float = 1.5)
     sigma_xy = blur(x * y) - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     value = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
-    return value.mean()
+    value = value.mean(dim=1)  # [B, H, W]
+    return value[0] if image.dim() == 3 else value
+
+
+def region_scores(image: Tensor, reference: Tensor, actor: Tensor | None = None) -> dict[str, float | None]:
+    """PSNR (dB) and SSIM of one image ``[H, W, 3]`` against its reference over the whole frame, the set and the actor.
+
+    ``actor``: ``[H, W]`` bool, where the actor is; the set is every other pixel. A region's PSNR is over its pixels
+    only (squared error averaged over them and the channels); its SSIM is the SSIM map averaged over them. Without
+    ``actor`` the set and actor figures are None, and so is a region with no pixels in this image.
+    """
+    _check_pair(image, reference)
+    if actor is not None and tuple(actor.shape) != tuple(image.shape[:-1]):
+        raise ValueError(f"region_scores: the actor mask must be {list(image.shape[:-1])} (the image's height and "
+                         f"width); got {list(actor.shape)}")
+    with torch.no_grad():
+        similarity = ssim_map(image, reference)
+        scores: dict[str, float | None] = {"psnr_db": psnr(image, reference), "ssim": float(similarity.mean())}
+        for name, region in (("set", None if actor is None else ~actor.bool()),
+                             ("actor", None if actor is None else actor.bool())):
+            present = region is not None and bool(region.any())
+            scores[f"{name}_psnr_db"] = psnr(image, reference, region) if present else None
+            scores[f"{name}_ssim"] = float(similarity[region].mean()) if present else None
+        scores["actor_fraction"] = None if actor is None else float(actor.float().mean())
+    return scores
 
 
 def _as_nchw(image: Tensor) -> Tensor:

@@ -28,3 +28,13 @@ def test_rows_markdown_is_one_table_row_per_benchmark():
     assert lines[0] == "## reshoot bench all" and lines[2] == "| benchmark | result | target | ok | detail |"
     assert lines[4:] == ["| ingest: sync \\| audio | 0.02 ms | < 1 ms | yes | a |", "| raster: 5k | 0.08 s |  | - |  |",
                          "| shot: guide | line break |  | NO |  |"]
+
+
+def test_shot_rows_carry_the_region_figures_and_the_verdict():
+    from reshoot.bench_shot import _regions, _verdict
+
+    scores = {"psnr_db": 24.0, "set_psnr_db": 26.5, "actor_psnr_db": 21.25}
+    assert _regions(scores) == "24.00 dB (set 26.50 dB, actor 21.25 dB)"
+    assert _verdict(scores) == ("needs fixes (whole frame 24.0 dB < 25 dB; set 26.5 dB < 27 dB; "
+                                "actor 21.2 dB < 22 dB)")
+    assert _regions({**scores, "actor_psnr_db": None}).endswith("actor -)")

@@ -281,10 +281,17 @@ def test_eval_reshoots_the_hidden_camera_and_writes_a_report(reconstructed):
     assert [row["frame"] for row in metrics["guide"]["per_frame"]] == sorted(view.frames)
     for name in ("guide", "refined"):
         assert 5.0 < metrics[name]["psnr_db"] < 40.0 and 0 < metrics[name]["ssim"] < 1
+        # the sample's ground-truth actor masks split every frame into set and actor
+        assert metrics[name]["actor_frames"] == len(view.frames) and 0 < metrics[name]["actor_fraction"] < 0.5
+        assert 5.0 < metrics[name]["set_psnr_db"] < 40.0 and 5.0 < metrics[name]["actor_psnr_db"] < 40.0
+        assert metrics[name]["verdict"] in ("usable", "needs fixes", "not usable")
     assert metrics["refined"]["psnr_db"] > metrics["guide"]["psnr_db"]  # classical fills what the scene left empty
+    assert metrics["verdict"] == metrics["refined"]["verdict"] and "ground-truth actor masks" in metrics["actor_region"]
     report = (ws.root / "eval" / "overhead" / "report.html").read_text()
     assert "<svg" in report and "side_by_side.png" in report and f"{metrics['guide']['psnr_db']:.2f} dB" in report
-    for picture in ("side_by_side.png", "flipbook.png"):
+    assert f"{metrics['refined']['actor_psnr_db']:.2f} dB" in report and "error_heatmap.png" in report
+    assert f"Verdict on the refined shot: <b>{metrics['verdict']}</b>" in report
+    for picture in ("side_by_side.png", "flipbook.png", "error_heatmap.png"):
         assert np.asarray(Image.open(ws.root / "eval" / "overhead" / picture)).std() > 20
     from reshoot.workspace import StageError
 

@@ -28,7 +28,7 @@ from reshoot.ingest import IngestConfig
 from reshoot.job import JobConfig, load_job_config
 from reshoot.plan import PathConfig
 from reshoot.refine.stage import RefineConfig
-from reshoot.validation import EvalConfig, flicker_text
+from reshoot.validation import EvalConfig, db_text, flicker_text, ssim_text
 from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
@@ -123,14 +123,9 @@ class DemoCommand:
             table.add_row(name, "up to date" if stage.skipped else "ran", f"{took:.1f} s" if took is not None else "",
                           reshoot.job.headline(name, stage.manifest.get("summary", {})))
         out.print(table)
-        table = Table(title="the overhead shot against what the hidden overhead camera filmed")
-        for col in ("shot", "PSNR", "SSIM", "flicker"):
-            table.add_column(col)
-        for name, label in (("guide", "guide frames (rendered from the scene)"), ("refine", "refined (classical)")):
-            score = result.shot_check[name]
-            table.add_row(label, f"{score['psnr_db']:.2f} dB", f"{score['ssim']:.3f}",
-                          flicker_text(score["flicker"]))
-        out.print(table)
+        _print_shot_scores("the overhead shot against what the hidden overhead camera filmed",
+                           {"guide frames (rendered from the scene)": result.shot_check["guide"],
+                            "refined (classical)": result.shot_check["refine"]})
         shot = result.later["export"].path
         movie = sorted(shot.glob("*.mp4"))
         out.print(f"[bold]the shot:[/] {movie[0] if movie else shot}   camera for Nuke: {next(shot.glob('*.chan'), '-')}")
@@ -388,8 +383,9 @@ class RunCommand:
 @dataclass
 class EvalCommand:
     """Eval: reshoot a camera whose real footage is known (a set camera left out with `reconstruct --holdout`, or the
-    sample's hidden overhead camera) and compare guide and refined frames with it: PSNR, SSIM, flicker per frame;
-    writes WS/eval/<camera>/report.html."""
+    sample's hidden overhead camera) and compare guide and refined frames with it: PSNR and SSIM over the whole
+    frame, the set and the actor, flicker, and a verdict (usable / needs fixes / not usable); writes
+    WS/eval/<camera>/report.html with a per-pixel error heat map."""
 
     workspace: Path = Path("reshoot-demo/workspace")
     """The workspace folder, with a scene."""
@@ -398,15 +394,31 @@ class EvalCommand:
     def run(self) -> None:
         ws = _existing_workspace(self.workspace)
         m = reshoot.run_eval(ws, self.config)
-        table = Table(title=f"reshooting {m['camera']} against what it filmed ({len(m['guide']['per_frame'])} frames)")
-        for col in ("shot", "PSNR", "SSIM", "flicker"):
-            table.add_column(col)
-        for name, label in (("guide", "guide frames"), ("refined", f"refined ({m['refiner']})")):
-            s = m[name]
-            table.add_row(label, f"{s['psnr_db']:.2f} dB (min {s['psnr_min_db']:.2f})", f"{s['ssim']:.3f}",
-                          flicker_text(s["flicker"]))
-        out.print(table)
+        _print_shot_scores(f"reshooting {m['camera']} against what it filmed ({len(m['guide']['per_frame'])} frames)",
+                           {"guide frames": m["guide"], f"refined ({m['refiner']})": m["refined"]})
+        out.print(f"actor region: {m['actor_region'] or 'none known (no clean plate): the whole frame only'}")
         out.print(f"report: {ws.root / 'eval' / m['camera'] / 'report.html'}")
+
+
+def _print_shot_scores(title: str, shots: dict[str, dict]) -> None:
+    """A reshoot's figures against the truth (``reshoot.validation.score_frames`` with its verdict), a row per shot:
+    over the whole frame, then by region with the verdict; then the verdict on the refined shot (the last)."""
+    table = Table(title=title)
+    for col in ("shot", "PSNR", "SSIM", "flicker"):
+        table.add_column(col)
+    for label, s in shots.items():
+        table.add_row(label, f"{s['psnr_db']:.2f} dB (min {s['psnr_min_db']:.2f})", f"{s['ssim']:.3f}",
+                      flicker_text(s["flicker"]))
+    out.print(table)
+    table = Table(title="by region: the set, and the actor")
+    for col in ("shot", "PSNR set", "PSNR actor", "SSIM set / actor", "verdict"):
+        table.add_column(col)
+    for label, s in shots.items():
+        table.add_row(label, db_text(s.get("set_psnr_db")), db_text(s.get("actor_psnr_db")),
+                      f"{ssim_text(s.get('set_ssim'))} / {ssim_text(s.get('actor_ssim'))}", s["verdict"])
+    out.print(table)
+    last = list(shots.values())[-1]
+    out.print(f"[bold]verdict[/] on the refined shot: [bold]{last['verdict']}[/] ({last['verdict_reason']})")
 
 
 @dataclass

@@ -22,6 +22,10 @@ sampled frames are masked out of feature extraction (``dynamic="plate"``); ``"ma
 with that mask, ``"none"`` one raw frame, relying on RANSAC alone (for comparison). ``"instants"`` also
 uses what moves, matched between cameras at the same instant (``reshoot.instants``), written under
 ``instants/``.
+
+Known calibration (``calibration="triangulate"``): the poses and lenses are kept, features are matched along
+the known epipolar lines and checked (``reshoot.known_poses``) instead of COLMAP estimating each pair's
+geometry, and COLMAP only triangulates; the manifest's ``epipolar_matches`` counts them per camera pair.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ from reshoot.atomic import atomic_write_json
 from reshoot.cameras import Cameras
 from reshoot.footage import IMAGE_SUFFIXES, read_image
 from reshoot.instants import INSTANTS_DIR, pool_instants
+from reshoot.known_poses import match_with_known_poses
 from reshoot.progress import track
+from reshoot.splat.pointcloud import write_points_ply
 from reshoot.viz import save_png, top_view
 from reshoot.workspace import StageContext, StageResult, Workspace
 
-_VERSION = 2
+_VERSION = 3  # 3: --calibration triangulate matches along the known epipolar lines (reshoot.known_poses)
 _SURVEY = "survey"
 _MOTION_THRESHOLD = 24  # a pixel differing from the plate by more than this (0-255, any channel) moved
 _FEW_IMAGES = 10  # fewer registration images than this: COLMAP's large-collection defaults are relaxed
@@ -132,11 +138,15 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
     database, image_dir = ctx.out_dir / "database.db", ctx.out_dir / "images"
     with ctx.timer("features"):
         _extract(pycolmap, database, image_dir, ctx.out_dir / "masks", config.max_image_size, model)
+    instants = epipolar = None
     with ctx.timer("matching"):
-        _match(pycolmap, database, len(images), config)
-        instants = None
-        if (ctx.out_dir / INSTANTS_DIR).is_dir():
-            instants = pool_instants(pycolmap, database, ctx.out_dir / INSTANTS_DIR, model)
+        if mode == "triangulate":  # the geometry is known: match along it instead of estimating it
+            known = _known_at_image_size(known, images)
+            epipolar = _match_known(pycolmap, ctx.out_dir, database, known, config, model)
+        else:
+            _match(pycolmap, database, len(images), config)
+            if (ctx.out_dir / INSTANTS_DIR).is_dir():
+                instants = pool_instants(pycolmap, database, ctx.out_dir / INSTANTS_DIR, model)
     with ctx.timer("mapping"):
         if mode == "triangulate":
             rec = _triangulate(pycolmap, database, image_dir, ctx.out_dir / "sparse" / "0", known, model, config)
@@ -149,6 +159,7 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
         summary = _write_outputs(ctx.out_dir, rec, images, footage, normalise, config)
     shutil.rmtree(ctx.out_dir / "sparse" / "tmp", ignore_errors=True)
     return {**summary, "calibration": mode, "cameras": per_camera, "instant_matches": instants,
+            "epipolar_matches": epipolar,
             "mean_reprojection_error_px": float(rec.compute_mean_reprojection_error()),
             "mean_track_length": float(rec.compute_mean_track_length()), "points": int(rec.num_points3D())}
 
@@ -329,6 +340,24 @@ def _triangulate(pycolmap, database: Path, image_dir: Path, out: Path, known: Ca
     return rec
 
 
+def _known_at_image_size(known: Cameras, images: dict[str, dict]) -> Cameras:
+    """The imported cameras at the size of their registration images (plates may be doubled)."""
+    scales = {info["camera_id"]: info.get("scale", 1) for info in images.values() if info["role"] == "set"}
+    return known.resized(known.image_size * np.array([scales.get(c, 1) for c in known.camera_ids])[:, None])
+
+
+def _match_known(pycolmap, out: Path, database: Path, known: Cameras, config: RegisterConfig,
+                 model: str) -> dict[str, dict[str, int]]:
+    """Match the set cameras' images along the known epipolar lines (:mod:`reshoot.known_poses`); with
+    ``--dynamic instants`` also what moved, within each instant."""
+    instants = out / INSTANTS_DIR
+    if instants.is_dir():
+        (instants / "instants.db").unlink(missing_ok=True)
+        _extract(pycolmap, instants / "instants.db", instants / "images", instants / "masks", config.max_image_size,
+                 model)
+    return match_with_known_poses(pycolmap, database, known, instants if instants.is_dir() else None)
+
+
 def _set_prior_intrinsics(pycolmap, database: Path, known: Cameras, model: str) -> set[int]:
     """Put the imported intrinsics in the database; returns the COLMAP camera ids that got them."""
     db = pycolmap.Database.open(database)
@@ -494,7 +523,7 @@ def _write_outputs(out: Path, rec, images: dict, footage: dict, normalise: np.nd
         frame["time"] = (t - times_s[0]) / max(1e-9, times_s[-1] - times_s[0])  # nerfstudio's dynamic datasets
     transforms["ply_file_path"] = "sparse_points.ply"
     atomic_write_json(out / "transforms.json", transforms)
-    _write_ply(out / "sparse_points.ply", points_world, colors)
+    write_points_ply(out / "sparse_points.ply", points_world, colors)
     title = f"register: {len(first)} cameras + {len(survey_ids)} survey stills, {len(points)} points (from above)"
     save_png(top_view(set_cameras, points_world, secondary=world.select(survey_ids), title=title), out / "preview.png")
     return {"registered_cameras": list(first), "survey_registered": len(survey_ids), "frames_with_pose": len(ids),
@@ -515,12 +544,3 @@ def read_frame_poses(register_dir: Path) -> Cameras:
                    intrinsics.image_size[rows])
 
 
-def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
-    plyfile = require("plyfile", "pip install plyfile")
-    vertex = np.empty(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
-                                          ("red", "u1"), ("green", "u1"), ("blue", "u1")])
-    for k, axis in enumerate("xyz"):
-        vertex[axis] = points[:, k]
-    for k, channel in enumerate(("red", "green", "blue")):
-        vertex[channel] = colors[:, k]
-    plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")]).write(str(path))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from reshoot.register import _write_ply  # the writer of register/sparse_points.ply
+from reshoot.splat.pointcloud import write_points_ply  # the writer of register/sparse_points.ply
 from reshoot.splat.ply import read_splats_ply, splat_ply_property_names, write_splats_ply
 from reshoot.splat.pointcloud import PointCloudCleanConfig, clean_points, read_points_ply
 
@@ -126,7 +126,7 @@ def test_bad_shapes_and_values_are_named(tmp_path):
 
 
 def test_reading_a_plain_point_cloud_as_splats_says_what_it_lacks(tmp_path):
-    _write_ply(tmp_path / "points.ply", np.zeros((3, 3)), np.zeros((3, 3), np.uint8))
+    write_points_ply(tmp_path / "points.ply", np.zeros((3, 3)), np.zeros((3, 3), np.uint8))
     with pytest.raises(ValueError, match="lacks the vertex properties.*f_dc_0.*read_points_ply"):
         read_splats_ply(tmp_path / "points.ply")
 
@@ -225,7 +225,7 @@ def test_read_points_ply_reads_registers_sparse_points(tmp_path):
     rng = np.random.default_rng(2)
     xyz = rng.normal(size=(30, 3)).astype(np.float32)
     rgb = rng.integers(0, 256, size=(30, 3), dtype=np.uint8)
-    _write_ply(tmp_path / "sparse_points.ply", xyz, rgb)
+    write_points_ply(tmp_path / "sparse_points.ply", xyz, rgb)
     xyz_back, rgb_back = read_points_ply(tmp_path / "sparse_points.ply")
     assert xyz_back.dtype == np.float64 and rgb_back.dtype == np.uint8
     np.testing.assert_array_equal(xyz_back, xyz)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from reshoot._deps import require
+from reshoot.atomic import atomic_write_bytes
 from reshoot.splat.ply import read_ply
 
 _OPEN3D_HINT = "pip install 'reshoot[pointcloud]'  (or: pip install open3d-cpu)"
@@ -187,6 +188,27 @@ def read_points_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if any(channel.dtype != np.uint8 for channel in channels):
         raise ValueError(f"{path} stores colours as {channels[0].dtype}; expected uchar (0-255) red, green, blue")
     return xyz.reshape(-1, 3), np.stack(channels, axis=1).reshape(-1, 3)
+
+
+def write_points_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
+    """A plain point cloud ``.ply`` (x, y, z float, red, green, blue uchar), as ``read_points_ply`` reads it;
+    written atomically.
+
+    Args:
+        xyz: [N, 3] positions; rgb: [N, 3] uint8 colours.
+    """
+    import io
+
+    plyfile = require("plyfile", "pip install plyfile")
+    vertex = np.empty(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"),
+                                       ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    for k, axis in enumerate("xyz"):
+        vertex[axis] = xyz[:, k]
+    for k, channel in enumerate(("red", "green", "blue")):
+        vertex[channel] = rgb[:, k]
+    buffer = io.BytesIO()
+    plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")]).write(buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def _check_points(xyz: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from reshoot.bench import ingest_caliscope
-from reshoot.evaluation import sample_truth_view
+from reshoot.evaluation import sample_actor_masks, sample_truth_view
 from reshoot.footage import read_image
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.metrics import psnr, ssim
@@ -81,7 +81,7 @@ def score_truth_view(ws: Workspace, shoot, reconstruct_dir: Path, sheet: Path | 
                      role: str = "overhead") -> dict[str, Any]:
     """Render the sample's ground-truth ``role`` camera at every instant it filmed; PSNR/SSIM against it."""
     view = sample_truth_view(ws.root, shoot, role)
-    actor = _actor_masks(shoot, role)
+    actor = sample_actor_masks(shoot, role)
     scene, _ = load_scene(reconstruct_dir)
     count = json.loads((ws.root / "ingest" / "footage.json").read_text())["timeline"]["frame_count"]
     times = normalised_times(count)
@@ -104,18 +104,6 @@ def score_truth_view(ws: Workspace, shoot, reconstruct_dir: Path, sheet: Path | 
     values = np.array(rows)
     return {"psnr_db": float(values[:, 0].mean()), "psnr_min_db": float(values[:, 0].min()),
             "ssim": float(values[:, 1].mean()), "actor_psnr_db": float(np.nanmean(values[:, 2])), "frames": len(rows)}
-
-
-def _actor_masks(shoot, role: str) -> np.ndarray | None:
-    """The sample's ground-truth actor masks of one camera, [frames, H, W] bool (None if absent)."""
-    path = shoot.root / "ground_truth" / "actor_masks.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as data:
-        if role not in data.files:
-            return None
-        width = int(shoot.ground_truth["config"]["width"])
-        return np.unpackbits(data[role], axis=-1)[..., :width].astype(bool)
 
 
 def _caliscope_rows(folder: Path, work: Path, steps: int) -> list[dict[str, Any]]:

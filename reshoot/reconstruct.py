@@ -26,10 +26,12 @@ import torch
 from reshoot.atomic import atomic_write_bytes, atomic_write_json
 from reshoot.metrics import psnr, ssim
 from reshoot.progress import track
-from reshoot.splat.data import ShotFootage, load_shot_footage
-from reshoot.splat.init import InitConfig, initial_params
+from reshoot.splat.data import ShotFootage, load_set_stills, load_shot_footage
+from reshoot.splat.dense import DenseConfig, dense_set_points
+from reshoot.splat.init import InitConfig, initial_params, motion_masks, performance_masks, set_views
+from reshoot.splat.priors import depth_priors
 from reshoot.splat.ply import write_splats_ply
-from reshoot.splat.pointcloud import read_points_ply
+from reshoot.splat.pointcloud import read_points_ply, write_points_ply
 from reshoot.splat.scene import DynamicScene
 from reshoot.splat.train import PRESETS, Trainer, TrainConfig, render
 from reshoot.viz import contact_sheet, save_png
@@ -62,7 +64,15 @@ class ReconstructConfig:
     dynamic_per_instant: int = 1500
     """At most this many dynamic Gaussians start at each instant (from its visual hull)."""
     appearance: bool = True
-    """Learn a colour correction per training camera (exposure, white balance)."""
+    """Learn a colour correction per training image (exposure, white balance)."""
+    set_fraction: float | None = None
+    """Share of the steps that train the set alone first (survey stills and the footage's static pixels), before the
+    performance is trained against the frozen set; 0: one phase on every pixel (if not given: the preset's)."""
+    stills: bool = True
+    """Train the set on register's survey stills too (when registration had --survey)."""
+    dense: bool = True
+    """Start the set on dense geometry (plane-sweep stereo over the set cameras' clean plates and the stills, and
+    the planes fitted to it), and use it as a depth prior and to remove floaters; off: the sparse SfM points only."""
     masks: Path | None = None
     """Folder of training masks <camera>/<frame:06d>.png (ingested frame numbers): black pixels are left out of the
     loss (crew, rigging, screens)."""
@@ -84,6 +94,8 @@ class ReconstructConfig:
         """The preset with this config's overrides; ``device`` ("cpu" or "cuda") settles strategy "auto"."""
         strategy = self.strategy if self.strategy != "auto" else ("mcmc" if device == "cuda" else "default")
         base = replace(PRESETS[self.preset], appearance=self.appearance, seed=self.seed, strategy=strategy)
+        if self.set_fraction is not None:
+            base = replace(base, set_fraction=self.set_fraction)
         if self.steps is None:
             return base
         scale = self.steps / base.steps
@@ -109,22 +121,40 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
         if config.holdout:
             footage = footage.without(config.holdout)
         xyz, rgb = read_points_ply(ctx.workspace.stage_dir("register") / "sparse_points.ply")
+        width = int(footage.cameras.image_size[:, 0].max())
+        stills = load_set_stills(ctx.workspace.root, max_width=width) if config.stills else None
+    init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
+    motion = motion_masks(footage, init.motion_threshold)
+    dense, priors = None, None
+    if config.dense:
+        with ctx.timer("dense"):
+            dense = dense_set_points(set_views(footage, motion, stills), xyz, DenseConfig(seed=config.seed))
+            write_points_ply(ctx.out_dir / "dense_points.ply", dense.xyz, (dense.rgb * 255).round().astype(np.uint8))
+            priors = depth_priors(dense.xyz, footage.cameras, stills.cameras if stills else None)
     with ctx.timer("init"):
-        init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
-        params, report = initial_params(footage, xyz, rgb, init)
+        params, report = initial_params(footage, xyz, rgb, init, masks=motion,
+                                        dense=(dense.xyz, dense.rgb) if dense is not None else None)
     scene = DynamicScene(params, config.sh_degree).to(device)
-    trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage))
+    trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage),
+                      stills=stills, moving=performance_masks(motion), priors=priors)
     with ctx.timer("training"):
         history = trainer.run(ctx.scratch_dir / "checkpoint.pt")
     with ctx.timer("outputs"):
         summary = _write_outputs(ctx.out_dir, trainer, footage)
     summary.update(init=asdict(report), device=str(device), strategy=trainer.config.strategy,
+                   set_stills=len(stills) if stills else 0, set_steps=trainer.set_steps,
+                   dense=_dense_summary(dense.report) if dense is not None else None,
                    training_steps=trainer.step_idx,
                    final_train_psnr_db=float(np.mean([h["psnr"] for h in history[-4:]])) if history else None)
     if config.holdout:
         with ctx.timer("holdout"):
             summary["holdout"] = evaluate_camera(scene, full, config.holdout, ctx.out_dir)
     return summary
+
+
+def _dense_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The dense geometry's figures for the manifest (without the per-view detail)."""
+    return {k: v for k, v in report.items() if k != "per_view"}
 
 
 def choose_device(choice: str) -> torch.device:
@@ -160,7 +190,8 @@ def save_scene(path: Path, trainer: Trainer) -> None:
 
     buffer = io.BytesIO()
     torch.save({"params": {k: v.detach().cpu() for k, v in trainer.scene.params.items()},
-                "sh_degree": trainer.scene.sh_degree, "appearance": trainer.appearance.detach().cpu(),
+                "sh_degree": trainer.scene.sh_degree,
+                "appearance": trainer.appearance.detach().cpu()[:len(trainer.footage.camera_ids)],
                 "camera_ids": list(trainer.footage.camera_ids), "config": asdict(trainer.config)}, buffer)
     atomic_write_bytes(Path(path), buffer.getvalue())
 

@@ -172,7 +172,7 @@ def test_mcmc_training_on_cpu_grows_by_five_percent_and_learns(registered):
     footage = load_shot_footage(ws.root)
     xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
     params, _ = initial_params(footage, xyz, rgb, InitConfig(sh_degree=1, dynamic_per_instant=100))
-    config = TrainConfig(steps=40, refine_start=10, refine_stop=35, refine_every=10, strategy="mcmc",
+    config = TrainConfig(steps=40, refine_start=10, refine_stop=35, refine_every=10, strategy="mcmc", set_fraction=0,
                          max_gaussians=len(params["means"]) + 60)
     trainer = Trainer(footage, DynamicScene(params, 1), config)
     start = len(trainer.scene)

@@ -50,6 +50,44 @@ class ShotFootage:
                            None if self.masks is None else self.masks[keep])
 
 
+@dataclass(frozen=True)
+class SetStills:
+    """Registered stills of the empty set (register's ``--survey``): static views that train the set only."""
+
+    cameras: Cameras  # S pinhole cameras (distortion zero), sized as ``images``
+    images: list[np.ndarray]  # S x [H_s, W_s, 3] uint8, undistorted
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_set_stills(workspace_root: Path, max_width: int) -> SetStills | None:
+    """The survey stills registration placed (None when there were none), undistorted and shrunk to at most
+    ``max_width`` pixels wide (by a whole factor, so the lens stays exact)."""
+    register = Path(workspace_root) / "register"
+    registered = json.loads((register / "cameras.json").read_text())
+    entries = registered.get("survey") or []
+    if not entries:
+        return None
+    source = Cameras.from_json({"cameras": entries})
+    cameras, images = [], []
+    for camera_id in track(source.camera_ids, "loading set stills"):
+        path = register / "images" / f"{camera_id}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"survey still {camera_id!r} is registered but {path} is missing; re-run "
+                                    "`reshoot register` with --survey")
+        one = source.select([camera_id])
+        full = replace(one, distortion=np.zeros_like(one.distortion))
+        factor = max(1, int(np.ceil(one.image_size[0, 0] / max(1, max_width))))
+        target = full.resized(one.image_size // factor)
+        images.append(_remap(read_image(path), _undistort_maps(one, full), tuple(int(v) for v in target.image_size[0])))
+        cameras.append(target)
+    joined = Cameras(tuple(source.camera_ids), np.concatenate([c.K for c in cameras]), np.zeros((len(cameras), 5)),
+                     np.concatenate([c.world_to_camera for c in cameras]),
+                     np.concatenate([c.image_size for c in cameras]))
+    return SetStills(joined, images)
+
+
 def normalised_times(frame_count: int) -> np.ndarray:
     """Shot time of each ingested frame: 0 at the first, 1 at the last."""
     return np.linspace(0.0, 1.0, frame_count) if frame_count > 1 else np.zeros(1)

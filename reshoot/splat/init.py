@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from reshoot._deps import require
-from reshoot.splat.data import ShotFootage
+from reshoot.splat.data import SetStills, ShotFootage
+from reshoot.splat.dense import DenseView
 from reshoot.splat.pointcloud import PointCloudCleanConfig, clean_points
 from reshoot.splat.scene import concat_params, make_params
 
@@ -42,6 +43,11 @@ class InitConfig:
     interpolated from the SfM points it sees (0: SfM points only). On the sample, stride 4 fits the training
     cameras better (30.8 vs 26.8 dB after 600 steps) but adds floaters an overhead view sees (15.0 vs 15.7 dB)."""
     static_opacity: float = 0.1
+    dense_opacity: float = 0.5
+    """Opacity the Gaussians on dense set points start with (they lie on a surface the cameras agree on)."""
+    dense_flatness: float = 0.2
+    """Gaussians on dense set points start as discs in the local surface (fitted to their neighbours): this
+    thickness along its normal, relative to their width."""
     dynamic_opacity: float = 0.5
     clean: PointCloudCleanConfig = PointCloudCleanConfig()
     seed: int = 0
@@ -57,10 +63,17 @@ class InitReport:
 
 
 def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.ndarray,
-                   config: InitConfig = InitConfig()) -> tuple[dict[str, torch.Tensor], InitReport]:
-    """Static Gaussians on the cleaned SfM points, dynamic ones in each instant's visual hull."""
+                   config: InitConfig = InitConfig(), masks: np.ndarray | None = None,
+                   dense: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict[str, torch.Tensor], InitReport]:
+    """Static Gaussians on the cleaned SfM points (and dense set points), dynamic ones in each instant's visual hull.
+
+    Args:
+        masks: the footage's motion masks [C, T, H, W] if already made (``motion_masks``).
+        dense: dense set points and their colours in [0, 1] (``reshoot.splat.dense``): the set starts on them too.
+    """
     cleaned = clean_points(points_xyz, points_rgb, config.clean)
-    masks = motion_masks(footage, config.motion_threshold)
+    if masks is None:
+        masks = motion_masks(footage, config.motion_threshold)
     xyz, rgb = cleaned.xyz, cleaned.rgb / 255.0
     if config.plate_stride:
         dense_xyz, dense_rgb = plate_points(footage, masks, cleaned.xyz, config.plate_stride)
@@ -68,12 +81,15 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
     xyz_t = torch.as_tensor(xyz, dtype=torch.float32)
     scale = _neighbour_scale(xyz_t)
     scale = scale.clamp_max(torch.quantile(scale, 0.95))  # isolated points would start as huge blobs
-    static = make_params(xyz_t, torch.as_tensor(rgb, dtype=torch.float32), scale,
-                         config.sh_degree, opacity=config.static_opacity)
-    region, voxel = _hull_region(footage, masks, cleaned.xyz, config)
+    parts = [make_params(xyz_t, torch.as_tensor(rgb, dtype=torch.float32), scale,
+                         config.sh_degree, opacity=config.static_opacity)]
+    if dense is not None and len(dense[0]):
+        parts.append(surfel_params(dense[0], dense[1], config.sh_degree, config.dense_opacity, config.dense_flatness))
+        xyz = np.concatenate([xyz, dense[0]])
+    region, voxel = _hull_region(footage, masks, xyz, config)
     rng = np.random.default_rng(config.seed)
     spacing = float(footage.times[1] - footage.times[0]) if len(footage.times) > 1 else 1.0
-    parts, counts = [static], []
+    counts = []
     for t in range(len(footage.times)):
         points, colors = _instant_hull(footage, masks, t, region, config)
         if len(points) > config.dynamic_per_instant:
@@ -90,6 +106,32 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
     report = InitReport(cleaned.report.describe(), counts, [list(map(float, region[0])), list(map(float, region[1]))],
                         float(voxel), [float(m.mean()) for m in masks])
     return concat_params(*parts), report
+
+
+def set_views(footage: ShotFootage, motion: np.ndarray, stills: SetStills | None = None,
+               max_moving_share: float = 0.3) -> list[DenseView]:
+    """The set as registered views for dense stereo: each locked-off set camera's clean plate (per-pixel median of
+    its frames), its pixels usable where the performance covered them in at most ``max_moving_share`` of the
+    frames, and every set still (all pixels). Moving cameras give their first frame's static pixels."""
+    views = []
+    for c, camera_id in enumerate(footage.camera_ids):
+        frames = np.flatnonzero(footage.valid[c])
+        if len(frames) == 0:
+            continue
+        width, height = (int(v) for v in footage.cameras.image_size[c])
+        posed = footage.world_to_camera[c, frames]
+        if np.allclose(posed, posed[:1], atol=1e-9):
+            plate = np.median(footage.images[c, frames, :height, :width], axis=0).astype(np.uint8)
+            usable = motion[c, frames, :height, :width].mean(axis=0) <= max_moving_share
+        else:
+            plate, usable = footage.images[c, frames[0], :height, :width], ~motion[c, frames[0], :height, :width]
+        if footage.masks is not None:
+            usable &= footage.masks[c, frames].all(axis=0)[:height, :width]
+        views.append(DenseView(camera_id, plate, footage.cameras.K[c], posed[0], usable))
+    if stills is not None:
+        views += [DenseView(camera_id, image, stills.cameras.K[s], stills.cameras.world_to_camera[s])
+                  for s, (camera_id, image) in enumerate(zip(stills.cameras.camera_ids, stills.images))]
+    return views
 
 
 def plate_points(footage: ShotFootage, masks: np.ndarray, set_points: np.ndarray,
@@ -162,6 +204,19 @@ def motion_masks(footage: ShotFootage, threshold: int) -> np.ndarray:
     return masks
 
 
+def performance_masks(motion: np.ndarray, grow_px: int = 2) -> np.ndarray:
+    """Motion masks grown by ``grow_px`` pixels, so the blurred edges of the actor and its shadow count as the
+    performance, not the set.  # [C, T, H, W] bool"""
+    cv2 = require("cv2", "pip install 'opencv-python-headless<5'")
+    if grow_px <= 0:
+        return motion.copy()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow_px + 1, 2 * grow_px + 1))
+    grown = np.zeros_like(motion)
+    for c, t in zip(*np.nonzero(motion.any(axis=(2, 3)))):
+        grown[c, t] = cv2.dilate(motion[c, t].astype(np.uint8), kernel).astype(bool)
+    return grown
+
+
 def _project(footage: ShotFootage, c: int, t: int, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel indices (col, row) and an in-view flag of ``points`` [P, 3] in camera c at instant t (pinhole)."""
     pose, K = footage.world_to_camera[c, t], footage.cameras.K[c]
@@ -197,7 +252,7 @@ def _carve(footage: ShotFootage, masks: np.ndarray, instants: list[int], points:
 def _hull_region(footage: ShotFootage, masks: np.ndarray, set_points: np.ndarray,
                  config: InitConfig) -> tuple[np.ndarray, float]:
     """The box holding every instant's hull (carved on a coarse grid over the set), and the fine voxel size."""
-    low, high = np.percentile(set_points, 1, axis=0), np.percentile(set_points, 99, axis=0)
+    low, high = _set_box(footage, set_points)
     grid = _grid(low, high, config.hull_voxels // 2)
     occupied = grid[_carve(footage, masks, list(range(len(footage.times))), grid, config.hull_min_cameras)]
     if len(occupied) == 0:
@@ -205,6 +260,20 @@ def _hull_region(footage: ShotFootage, masks: np.ndarray, set_points: np.ndarray
     step = (high - low).max() / (config.hull_voxels // 2)
     region = np.stack([occupied.min(axis=0) - step, occupied.max(axis=0) + step])
     return region, float((region[1] - region[0]).max() / config.hull_voxels)
+
+
+def _set_box(footage: ShotFootage, set_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box the set's points span (1st to 99th percentile); with too few points (a calibrated rig that
+    triangulated almost nothing), the box of the set cameras' centres, which stand around the action."""
+    if len(set_points) >= 20:
+        low, high = np.percentile(set_points, 1, axis=0), np.percentile(set_points, 99, axis=0)
+        if (high - low).max() > 0:
+            return low, high
+    poses = footage.world_to_camera[footage.valid]
+    centres = np.einsum("nji,nj->ni", poses[:, :3, :3], -poses[:, :3, 3])  # R^T (-t)
+    low, high = centres.min(axis=0), centres.max(axis=0)
+    pad = max(1e-3, 0.05 * float((high - low).max()))
+    return low - pad, high + pad
 
 
 def _grid(low: np.ndarray, high: np.ndarray, n: int) -> np.ndarray:
@@ -230,6 +299,29 @@ def _instant_hull(footage: ShotFootage, masks: np.ndarray, t: int, region: np.nd
             colors[inside] += footage.images[c, t][pixels[inside, 1], pixels[inside, 0]] / 255.0
             count[inside] += 1
     return points, colors / np.maximum(count, 1)
+
+
+def surfel_params(xyz: np.ndarray, rgb: np.ndarray, sh_degree: int, opacity: float, flatness: float,
+                  neighbours: int = 8) -> dict[str, torch.Tensor]:
+    """Static Gaussians on dense surface points, as flat discs in the surface their ``neighbours`` nearest points
+    span: as wide as the points' spacing, ``flatness`` of that thick. ``xyz`` [P, 3]; ``rgb`` [P, 3] in [0, 1]."""
+    spatial = require("scipy.spatial", "pip install scipy")
+    rotation = require("scipy.spatial.transform", "pip install scipy").Rotation
+    xyz_t = torch.as_tensor(xyz, dtype=torch.float32)
+    width = _neighbour_scale(xyz_t)
+    width = width.clamp_max(torch.quantile(width, 0.95))
+    params = make_params(xyz_t, torch.as_tensor(rgb, dtype=torch.float32), width, sh_degree, opacity=opacity)
+    if len(xyz) <= neighbours:
+        return params
+    _, index = spatial.cKDTree(xyz).query(xyz, k=neighbours + 1)
+    local = xyz[index] - xyz[index].mean(axis=1, keepdims=True)  # [P, k+1, 3]
+    _, axes = np.linalg.eigh(np.einsum("pki,pkj->pij", local, local))  # columns by increasing spread
+    frame = axes[:, :, ::-1].copy()  # widest, middle, normal
+    frame[np.linalg.det(frame) < 0, :, 2] *= -1  # a proper rotation
+    xyzw = rotation.from_matrix(frame).as_quat()
+    params["quats"] = torch.as_tensor(xyzw[:, [3, 0, 1, 2]], dtype=torch.float32)  # wxyz
+    params["scales"][:, 2] += float(np.log(flatness))
+    return params
 
 
 def _neighbour_scale(xyz: torch.Tensor) -> torch.Tensor:

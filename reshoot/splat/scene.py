@@ -73,13 +73,19 @@ class DynamicScene(torch.nn.Module):
     def num_dynamic(self) -> int:
         return int(self.params["dynamic"].sum().item())
 
-    def visible_at(self, t: float, min_opacity: float = 1.0 / 255.0) -> Tensor:
-        """Indices of the Gaussians whose opacity at time ``t`` reaches ``min_opacity`` (no gradient).  # [M]"""
+    def visible_at(self, t: float, min_opacity: float = 1.0 / 255.0, part: str = "all") -> Tensor:
+        """Indices of the Gaussians whose opacity at time ``t`` reaches ``min_opacity`` (no gradient), of ``part``:
+        "all", "static" (the set) or "dynamic" (the performance).  # [M]"""
         with torch.no_grad():
             p = self.params
             dt = (t - p["times"]) / p["time_scales"].exp().clamp_min(MIN_TIME_SCALE)
             opacity = torch.sigmoid(p["opacities"]) * torch.where(p["dynamic"] > 0, torch.exp(-dt * dt), 1.0)
-            return torch.nonzero(opacity >= min_opacity).squeeze(1)
+            keep = opacity >= min_opacity
+            if part != "all":
+                if part not in ("static", "dynamic"):
+                    raise ValueError(f"part must be 'all', 'static' or 'dynamic'; got {part!r}")
+                keep &= (p["dynamic"] > 0) == (part == "dynamic")
+            return torch.nonzero(keep).squeeze(1)
 
     def at(self, t: float, active_sh_degree: int | None = None, index: Tensor | None = None) -> GaussiansAt:
         """The Gaussians at normalised shot time ``t``: all of them, or those at ``index`` [M] (cheaper)."""

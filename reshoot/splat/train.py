@@ -6,9 +6,14 @@ spherical-harmonic degree raised step by step, densify and prune with gsplat's `
 
 - time: each step picks a camera and an instant and renders the scene *at that instant*; Gaussians
   invisible then are culled before rasterization, and their indices mapped back for the strategy;
-- per-camera appearance: a 3x4 colour matrix per training camera (exposure, white balance), fixed at the
-  identity for the first (the colour reference, so the scene's colours cannot drift) and for any camera not
-  trained on;
+- per-image appearance: a 3x4 colour matrix per training camera and set still (exposure, white balance), fixed
+  at the identity for the first camera (the colour reference, so the scene's colours cannot drift) and for any
+  camera not trained on;
+- the set first, then the performance (``set_fraction``): the set phase trains the static Gaussians alone on the
+  set stills and on the footage's static pixels (the performance's motion masks left out), pulled towards the dense
+  geometry's depth (``depth_weight``) with the Gaussians the views see through removed (``free_space_views``);
+  the performance phase trains the dynamic Gaussians on whole frames, drawn over a cached render of the frozen
+  set (``layered``);
 - checkpoints every ``checkpoint_every`` steps, and a resume from the latest.
 """
 
@@ -29,7 +34,8 @@ from reshoot.atomic import atomic_write_bytes
 from reshoot.cameras import Cameras
 from reshoot.metrics import psnr, ssim
 from reshoot.progress import StepProgress
-from reshoot.splat.data import ShotFootage
+from reshoot.splat.data import SetStills, ShotFootage
+from reshoot.splat.priors import DepthPriors, seen_through
 from reshoot.splat.rasterize import rasterization
 from reshoot.splat.scene import DynamicScene
 
@@ -82,6 +88,24 @@ class TrainConfig:
     """MCMC only: weight of the mean opacity in the loss (gsplat's simple_trainer value)."""
     scale_reg: float = 0.01
     """MCMC only: weight of the mean scale in the loss (gsplat's simple_trainer value)."""
+    set_fraction: float = 0.5
+    """Share of the steps, first, that train the set alone: the static Gaussians only, on the set stills and on the
+    footage's static pixels (outside each frame's motion mask), so the actor never trains the set. The rest train
+    the performance: the dynamic Gaussians on whole frames, against the frozen set. 0: one phase, all Gaussians on
+    every pixel."""
+    still_share: float = 0.5
+    """In the set phase, the share of steps on set stills (when there are any); the rest are set-camera frames."""
+    layered: bool = True
+    """In the performance phase, draw only the dynamic Gaussians, over a cached render of the frozen set (pixels
+    where the set is nearer are left out): the same result for the performance, at a fraction of a step's cost."""
+    depth_weight: float = 0.1
+    """With dense set geometry (depth priors): weight of the set's rendered depth against it (mean relative error
+    over the pixels the prior knows), in the set phase. 0: off."""
+    free_space_views: int = 2
+    """With depth priors: at refine steps of the set phase, remove static Gaussians that at least this many views see
+    through (more than ``free_space_margin`` in front of the set's surface there). 0: off."""
+    free_space_margin: float = 0.05
+    """How far in front of the prior surface, relative to its depth, a Gaussian hangs in free space."""
     checkpoint_every: int = 500
     seed: int = 0
 
@@ -89,6 +113,9 @@ class TrainConfig:
         if self.steps < 1 or self.refine_every < 1 or not 0 <= self.ssim_weight <= 1:
             raise ValueError(f"TrainConfig: steps and refine_every must be >= 1 and ssim_weight in [0, 1]; got "
                              f"{self.steps}, {self.refine_every}, {self.ssim_weight}")
+        if not 0 <= self.set_fraction < 1 or not 0 <= self.still_share <= 1:
+            raise ValueError(f"TrainConfig: set_fraction must be in [0, 1) and still_share in [0, 1]; got "
+                             f"{self.set_fraction}, {self.still_share}")
         if self.strategy not in ("default", "mcmc"):
             raise ValueError(f"TrainConfig: strategy must be 'default' or 'mcmc'; got {self.strategy!r}")
 
@@ -109,13 +136,14 @@ class RenderOutput:
 
 def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | None = None,
            background: Tensor | None = None, active_sh_degree: int | None = None,
-           meta: dict | None = None) -> RenderOutput:
+           meta: dict | None = None, part: Literal["all", "static", "dynamic"] = "all") -> RenderOutput:
     """Render one camera (``Cameras`` of length 1, pinhole) at normalised shot time ``t``.
 
     Args:
         appearance: optional [3, 4] colour matrix applied to the result (a training camera's).
         background: [3] colour behind the Gaussians (default black).
         meta: if given, filled with the rasterizer's meta and ``"visible_ids"`` (the Gaussians drawn).
+        part: draw every Gaussian, the set's (static) alone or the performance's (dynamic) alone.
     """
     if len(camera) != 1:
         raise ValueError(f"render takes one camera; got {len(camera)} ({', '.join(camera.camera_ids)})")
@@ -123,7 +151,7 @@ def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | 
         raise ValueError(f"camera {camera.camera_ids[0]!r} has lens distortion; render pinhole cameras "
                          "(undistort first, as ShotFootage does)")
     device = scene.params["means"].device
-    visible = scene.visible_at(t)
+    visible = scene.visible_at(t, part=part)
     g = scene.at(t, active_sh_degree, visible)
     width, height = (int(v) for v in camera.image_size[0])
     viewmat = torch.tensor(np.asarray(camera.world_to_camera), dtype=torch.float32, device=device)
@@ -157,17 +185,54 @@ def _make_strategy(config: TrainConfig):
                            reset_every=config.reset_every, refine_every=config.refine_every, verbose=False)
 
 
+@dataclass(frozen=True)
+class _View:
+    """One training image: what to render and what it should look like."""
+
+    camera: Cameras  # one camera
+    t: float  # normalised shot time
+    image: np.ndarray  # [H', W', 3] uint8 (cropped to the camera's size in the step)
+    keep: np.ndarray | None  # [H', W'] bool: pixels that count (None: all)
+    appearance_idx: int  # row of Trainer.appearance
+    static_only: bool  # render the set alone
+    instant_idx: int = -1  # the footage's instant (-1: a set still)
+
+
 class Trainer:
-    """Trains a DynamicScene on ShotFootage; ``run()`` for the whole loop, ``step()`` for one step."""
+    """Trains a DynamicScene on ShotFootage; ``run()`` for the whole loop, ``step()`` for one step.
+
+    Two phases (``TrainConfig.set_fraction``): the set first (static Gaussians on ``stills`` and on the footage
+    outside ``moving``), then the performance (dynamic Gaussians on whole frames; the set's parameters frozen).
+    """
 
     def __init__(self, footage: ShotFootage, scene: DynamicScene, config: TrainConfig = TrainConfig(),
-                 scene_scale: float = 1.0) -> None:
+                 scene_scale: float = 1.0, stills: SetStills | None = None, moving: np.ndarray | None = None,
+                 priors: DepthPriors | None = None) -> None:
+        """
+        Args:
+            stills: registered stills of the empty set (survey), trained on in the set phase.
+            moving: [C, T, H, W] bool, the footage's pixels that show the performance (the actor, its shadow):
+                left out of the set phase. None: every pixel is the set's.
+            priors: the set's depth in every set camera and still (``reshoot.splat.priors``), from dense geometry.
+        """
+        if moving is not None and moving.shape != footage.images.shape[:4]:
+            raise ValueError(f"moving must have the footage's shape {list(footage.images.shape[:4])}, got "
+                             f"{list(moving.shape)}")
         self.footage, self.scene, self.config, self.scene_scale = footage, scene, config, scene_scale
+        self.stills = stills if stills is not None and len(stills) else None
+        self.moving = moving
+        self.priors = priors
+        self._set_layers: dict[tuple[int, int], RenderOutput] = {}  # the frozen set's renders (performance phase)
+        self._locked = [bool(np.allclose(footage.world_to_camera[c][footage.valid[c]],
+                                         footage.world_to_camera[c][footage.valid[c]][:1], atol=1e-9))
+                        for c in range(len(footage.camera_ids))]
+        self.set_steps = int(round(config.set_fraction * config.steps))
         self.step_idx = 0
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)  # gsplat's split samples from the global generator
         device = scene.params["means"].device
-        self.appearance = torch.nn.Parameter(torch.eye(3, 4, device=device).repeat(len(footage.camera_ids), 1, 1))
+        rows = len(footage.camera_ids) + (len(self.stills) if self.stills else 0)
+        self.appearance = torch.nn.Parameter(torch.eye(3, 4, device=device).repeat(rows, 1, 1))
         self.optimizers = self._make_optimizers()
         self.strategy = _make_strategy(config)
         self.strategy.check_sanity(scene.params, self.optimizers)
@@ -186,23 +251,53 @@ class Trainer:
         self.appearance_optimizer = torch.optim.Adam([self.appearance], lr=c.lr_appearance if c.appearance else 0.0)
         return optimizers
 
+    @property
+    def in_set_phase(self) -> bool:
+        return self.step_idx < self.set_steps
+
+    def _random(self, n: int) -> int:
+        return int(torch.randint(n, (1,), generator=self.generator))
+
+    def _next_view(self) -> _View:
+        """A set still (set phase, ``still_share`` of the time) or a random (camera, instant) of the footage."""
+        set_phase = self.in_set_phase
+        if set_phase and self.stills is not None and \
+                torch.rand(1, generator=self.generator).item() < self.config.still_share:
+            s = self._random(len(self.stills))
+            camera = self.stills.cameras.select([self.stills.cameras.camera_ids[s]])
+            return _View(camera, 0.0, self.stills.images[s], None, len(self.footage.camera_ids) + s, True)
+        c, t = self.pairs[self._random(len(self.pairs))]
+        keep = None if self.footage.masks is None else self.footage.masks[c, t]
+        if set_phase and self.moving is not None:
+            keep = ~self.moving[c, t] if keep is None else keep & ~self.moving[c, t]
+        return _View(self.footage.camera_at(c, t), float(self.footage.times[t]), self.footage.images[c, t], keep,
+                     int(c), set_phase, int(t))
+
     def step(self) -> dict[str, float]:
-        """One training step on a random (camera, instant); returns its loss and PSNR."""
+        """One training step on a random view (see ``_next_view``); returns its loss and PSNR."""
         cfg = self.config
-        camera_idx, instant_idx = self.pairs[int(torch.randint(len(self.pairs), (1,), generator=self.generator))]
+        if self.step_idx == self.set_steps and self.set_steps > 0:
+            self._prune_free_space()
+            self._freeze_set()
+        view = self._next_view()
         device = self.scene.params["means"].device
-        target = torch.as_tensor(self.footage.images[camera_idx, instant_idx], dtype=torch.float32, device=device) / 255.0
-        camera = self.footage.camera_at(camera_idx, instant_idx)
+        h, w = int(view.camera.image_size[0, 1]), int(view.camera.image_size[0, 0])
+        target = torch.as_tensor(view.image[:h, :w], dtype=torch.float32, device=device) / 255.0
         meta: dict = {}
         degree = min(self.scene.sh_degree, self.step_idx // cfg.sh_degree_every)
-        out = render(self.scene, camera, float(self.footage.times[instant_idx]), self.appearance[camera_idx],
-                     active_sh_degree=degree, meta=meta)
-        h, w = int(camera.image_size[0, 1]), int(camera.image_size[0, 0])
-        target = target[:h, :w]
-        if self.footage.masks is not None:  # masked-out pixels: the target is the render itself, no error
-            keep = torch.as_tensor(self.footage.masks[camera_idx, instant_idx, :h, :w], device=device)[..., None]
-            target = torch.where(keep, target, out.rgb.detach())
+        keep = None if view.keep is None else torch.as_tensor(view.keep[:h, :w], device=device)
+        if self.set_steps and not view.static_only and cfg.layered:
+            out, hidden = self._render_over_set(view, degree, meta)
+            keep = ~hidden if keep is None else keep & ~hidden
+        else:
+            out = render(self.scene, view.camera, view.t, self.appearance[view.appearance_idx], active_sh_degree=degree,
+                         meta=meta, part="static" if view.static_only else "all")
+        if keep is not None:  # left-out pixels: the target is the render itself, no error
+            target = torch.where(keep[..., None], target, out.rgb.detach())
+        depth_loss = self._depth_loss(view, out) if view.static_only else None
         loss = (1 - cfg.ssim_weight) * F.l1_loss(out.rgb, target) + cfg.ssim_weight * (1 - ssim(out.rgb, target))
+        if depth_loss is not None:
+            loss = loss + cfg.depth_weight * depth_loss
         if cfg.strategy == "mcmc":  # as gsplat's simple_trainer: keep opacities and scales small, so dead ones relocate
             p = self.scene.params
             loss = loss + cfg.opacity_reg * torch.sigmoid(p["opacities"]).mean() + cfg.scale_reg * p["scales"].exp().mean()
@@ -210,11 +305,13 @@ class Trainer:
         loss.backward()
         if self.appearance.grad is not None:
             self.appearance.grad[0] = 0  # the first camera is the colour reference: the others are matched to it
+        if self.set_steps and not self.in_set_phase:
+            self._hold_set_gradients()
         self._densify(meta)
         for optimizer in (*self.optimizers.values(), self.appearance_optimizer):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        self._decay_means_lr()
+        self._schedule_means_lr()
         self.step_idx += 1
         return {"loss": loss.item(), "psnr": psnr(out.rgb.detach().clamp(0, 1), target)}
 
@@ -234,8 +331,10 @@ class Trainer:
         means2d = meta["means2d"]
         packed = torch.zeros(int(drawn.sum()), 2, device=visible.device)
         over_budget = len(self.scene) >= self.config.max_gaussians  # accumulate no gradient: nothing grows
-        packed.grad = (means2d.grad[0][drawn] if means2d.grad is not None and not over_budget
+        packed.grad = (means2d.grad[0][drawn].clone() if means2d.grad is not None and not over_budget
                        else torch.zeros_like(packed))
+        if self.set_steps and not self.in_set_phase:  # the frozen set neither grows nor splits
+            packed.grad[self.scene.params["dynamic"][visible[drawn]] == 0] = 0
         info = {"means2d": packed, "radii": radii[drawn], "gaussian_ids": visible[drawn], "width": meta["width"],
                 "height": meta["height"], "n_cameras": 1}
         self.strategy.step_post_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx,
@@ -243,6 +342,8 @@ class Trainer:
         cfg = self.config
         if cfg.refine_start < self.step_idx < cfg.refine_stop and self.step_idx % cfg.refine_every == 0:
             self._prune_big()
+            if self.in_set_phase:
+                self._prune_free_space()
         if 0 < self.step_idx < cfg.refine_stop and self.step_idx % cfg.reset_every == 0:
             # gsplat 1.5.3's DefaultStrategy never resets (its test `step % every == 0 & step > 0` is always
             # False: `&` binds first), so reset here as 3DGS does
@@ -266,15 +367,95 @@ class Trainer:
 
         p = self.scene.params
         prune = p["scales"].exp().max(dim=-1).values > self.config.prune_scale3d * self.scene_scale
+        if self.set_steps:  # each phase prunes its own Gaussians: the frozen set stays as the set phase left it
+            prune &= (p["dynamic"] > 0) != self.in_set_phase
         if prune.any():
             remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=prune)
         return int(prune.sum())
 
-    def _decay_means_lr(self) -> None:
-        factor = 0.01 ** (1.0 / max(1, self.config.steps))
-        for name in ("means", "velocities", "accels"):
+    def _render_over_set(self, view: _View, degree: int, meta: dict) -> tuple[RenderOutput, Tensor]:
+        """The performance phase's render: the dynamic Gaussians alone, composited over the frozen set's render
+        (cached per locked-off camera). Returns it and the pixels where the set hides the performance (its depth
+        nearer than theirs), which this composite cannot show and which are left out of the loss.  # [H, W] bool"""
+        layer = self._set_layer(view)
+        ahead = render(self.scene, view.camera, view.t, active_sh_degree=degree, meta=meta, part="dynamic")
+        rgb = ahead.rgb + (1 - ahead.alpha[..., None]) * layer.rgb
+        appearance = self.appearance[view.appearance_idx]
+        rgb = rgb @ appearance[:, :3].T + appearance[:, 3]
+        hidden = ((layer.alpha > 0.5) & (ahead.alpha.detach() > 0.05)
+                  & (layer.depth < ahead.depth.detach() * (1 - self.config.free_space_margin)))
+        alpha = ahead.alpha + (1 - ahead.alpha) * layer.alpha
+        return RenderOutput(rgb, alpha, ahead.depth), hidden
+
+    @torch.no_grad()
+    def _set_layer(self, view: _View) -> RenderOutput:
+        """The frozen set seen by a footage view (identity appearance); one render per locked-off camera."""
+        c = view.appearance_idx
+        key = (c, -1) if self._locked[c] else (c, view.instant_idx)
+        if key not in self._set_layers:
+            self._set_layers[key] = render(self.scene, view.camera, view.t, part="static")
+        return self._set_layers[key]
+
+    def _depth_loss(self, view: _View, out: RenderOutput) -> Tensor | None:
+        """Mean relative error of the set's rendered depth against the prior, where the prior knows it."""
+        if self.priors is None or self.config.depth_weight <= 0:
+            return None
+        prior = self.priors.view(view.appearance_idx)
+        h, w = out.depth.shape
+        known = prior[:h, :w] > 0
+        if view.keep is not None:
+            known = known & view.keep[:h, :w]
+        if not known.any():
+            return None
+        known_t = torch.as_tensor(known, device=out.depth.device)
+        truth = torch.as_tensor(prior[:h, :w], device=out.depth.device)[known_t]
+        return ((out.depth[known_t] - truth).abs() / truth).mean()
+
+    @torch.no_grad()
+    def _prune_free_space(self) -> int:
+        """Remove static Gaussians hanging in space the views see through (``reshoot.splat.priors.seen_through``)."""
+        from gsplat.strategy.ops import remove
+
+        cfg = self.config
+        if self.priors is None or cfg.free_space_views <= 0:
+            return 0
+        views = [(self.footage.cameras.K[c], self.footage.cameras.world_to_camera[c], prior)
+                 for c, prior in enumerate(self.priors.cameras)]
+        if self.stills is not None:
+            views += [(self.stills.cameras.K[s], self.stills.cameras.world_to_camera[s], prior)
+                      for s, prior in enumerate(self.priors.stills)]
+        p = self.scene.params
+        count = seen_through(p["means"].detach(), views, cfg.free_space_margin)
+        prune = (count >= cfg.free_space_views) & (p["dynamic"] == 0)
+        if prune.any():
+            remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=prune)
+        return int(prune.sum())
+
+    @torch.no_grad()
+    def _freeze_set(self) -> None:
+        """From the performance phase on, the set's Gaussians keep what the set phase taught them: their Adam
+        momentum is cleared, so with their gradients held at zero (``_hold_set_gradients``) Adam leaves them."""
+        static = self.scene.params["dynamic"] == 0
+        for optimizer in self.optimizers.values():
+            for state in optimizer.state.values():
+                if "exp_avg" in state:
+                    state["exp_avg"][static] = 0
+
+    def _hold_set_gradients(self) -> None:
+        static = self.scene.params["dynamic"] == 0
+        for value in self.scene.params.values():
+            if value.grad is not None:
+                value.grad[static] = 0
+
+    def _schedule_means_lr(self) -> None:
+        """Positions' (and motions') learning rates decay exponentially to 1 % over each phase (3DGS's schedule)."""
+        start, length = ((0, self.set_steps) if self.in_set_phase
+                         else (self.set_steps, self.config.steps - self.set_steps))
+        factor = 0.01 ** (min(1.0, (self.step_idx - start) / max(1, length)))
+        c, s = self.config, self.scene_scale
+        for name, base in (("means", c.lr_means * s), ("velocities", c.lr_motion * s), ("accels", c.lr_motion * s)):
             for group in self.optimizers[name].param_groups:
-                group["lr"] *= factor
+                group["lr"] = base * factor
 
     def run(self, checkpoint: Path | None = None, description: str = "training", until: int | None = None) -> list[dict]:
         """Train to ``config.steps`` (or step ``until``), resuming from ``checkpoint`` if it exists and saving to it

@@ -1,0 +1,123 @@
+"""Dense set geometry: plane-sweep stereo, consistency fusion and the plane prior on a textured floor."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy.ndimage import map_coordinates
+
+from reshoot.cameras import look_at
+from reshoot.splat.dense import DenseConfig, DenseView, dense_set_points
+
+W, H, FOCAL_PX = 96, 72, 80.0
+K = np.array([[FOCAL_PX, 0, W / 2], [0, FOCAL_PX, H / 2], [0, 0, 1.0]])
+#: small and quick: every view at its full 96x72, a coarse sweep
+CONFIG = DenseConfig(max_side_px=96, depth_planes=48, neighbours=3, target_points=20_000)
+
+
+def _texture(rng: np.random.Generator, blank: tuple[float, float, float, float] | None = None):
+    """A random smooth colour texture on the floor z = 0 over [-2, 2]^2 (cells of 12.5 cm), optionally flat grey
+    inside ``blank`` = (xmin, xmax, ymin, ymax)."""
+    cells = rng.uniform(0.1, 0.9, (3, 33, 33))
+
+    def colour(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # [..., 3] in [0, 1]
+        coords = np.stack([(y + 2) * 8, (x + 2) * 8])
+        rgb = np.stack([map_coordinates(c, coords, order=1, mode="nearest") for c in cells], -1)
+        if blank is not None:
+            inside = (x > blank[0]) & (x < blank[1]) & (y > blank[2]) & (y < blank[3])
+            rgb[inside] = 0.5
+        return rgb
+    return colour
+
+
+def _render(pose: np.ndarray, colour) -> tuple[np.ndarray, np.ndarray]:
+    """The floor seen by a pinhole camera (pixel centres at +0.5): image [H, W, 3] uint8 and depth [H, W]."""
+    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    rays_cam = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    R, t = pose[:3, :3], pose[:3, 3]
+    centre = -R.T @ t
+    rays = rays_cam @ R  # world directions (R^T r)
+    depth = -centre[2] / rays[..., 2]  # along the optical axis, since rays_cam has z = 1
+    points = centre + rays * depth[..., None]
+    image = (colour(points[..., 0], points[..., 1]) * 255).round().astype(np.uint8)
+    return image, depth
+
+
+def _floor_views(seed: int = 0, blank=None, count: int = 4) -> tuple[list[DenseView], list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    colour = _texture(rng, blank)
+    views, depths = [], []
+    for k in range(count):
+        angle = 2 * np.pi * k / count
+        pose = look_at((1.0 * np.cos(angle), 1.0 * np.sin(angle), 2.5), (0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0))
+        image, depth = _render(pose, colour)
+        views.append(DenseView(f"cam{k}", image, K, pose))
+        depths.append(depth)
+    sparse = np.concatenate([rng.uniform(-1, 1, (60, 2)), np.zeros((60, 1))], axis=1)
+    return views, depths, sparse
+
+
+@pytest.mark.parametrize("with_sparse", [True, False])
+def test_stereo_depth_matches_the_plane(with_sparse):
+    views, truth, sparse = _floor_views()
+    # without sparse points the range comes from the camera layout (0.3x-3x): wider, so more planes
+    config = replace(CONFIG, planes=0, depth_planes=48 if with_sparse else 160)
+    dense = dense_set_points(views, sparse if with_sparse else np.zeros((0, 3)), config)
+    for view, true_depth in zip(views, truth):
+        depth = dense.depths[view.name]
+        assert depth.shape == (H, W)
+        found = depth > 0
+        assert found.mean() > 0.4, f"{view.name}: only {found.mean():.0%} of pixels got a depth"
+        error = np.abs(depth[found] - true_depth[found]) / true_depth[found]
+        assert np.median(error) < 0.01 and np.percentile(error, 95) < 0.03, (view.name, np.median(error))
+    assert (dense.source == 0).all() and len(dense.xyz) > 1000
+    assert np.percentile(np.abs(dense.xyz[:, 2]), 95) < 0.05  # every stereo point near the floor
+    assert dense.rgb.min() >= 0 and dense.rgb.max() <= 1
+    assert set(dense.report["seconds"]) == {"prepare", "stereo", "fusion", "planes"}
+
+
+def test_plane_prior_recovers_the_floor_and_fills_a_textureless_patch():
+    blank = (0.1, 0.7, -0.3, 0.3)  # flat grey: stereo finds nothing there
+    views, _, sparse = _floor_views(seed=1, blank=blank)
+    dense = dense_set_points(views, sparse, replace(CONFIG, planes=2))
+    plane = dense.report["planes"][0]
+    normal = np.array(plane["normal"])
+    assert abs(abs(normal[2]) - 1) < 1e-3 and abs(plane["offset"]) < 0.01, plane
+    stereo, filled = dense.xyz[dense.source == 0], dense.xyz[dense.source == 1]
+    inside = lambda p: (p[:, 0] > blank[0] + 0.05) & (p[:, 0] < blank[1] - 0.05) & (p[:, 1] > blank[2] + 0.05) & (
+        p[:, 1] < blank[3] - 0.05)
+    assert inside(stereo).sum() < 0.2 * inside(filled).sum()  # stereo is thin in the patch ...
+    assert inside(filled).sum() > 500 and np.abs(filled[:, 2]).max() < 0.01  # ... and the plane fills it
+    grey = dense.rgb[dense.source == 1][inside(filled)]
+    assert np.abs(grey - 0.5).max() < 0.05  # coloured by the views
+
+
+def test_masked_pixels_get_no_depth():
+    views, _, sparse = _floor_views(seed=2)
+    mask = np.ones((H, W), bool)
+    mask[20:50, 30:70] = False  # "the actor"
+    views[0] = replace(views[0], mask=mask)
+    dense = dense_set_points(views, sparse, replace(CONFIG, planes=0))
+    depth = dense.depths["cam0"]
+    assert (depth[20:50, 30:70] == 0).all()
+    assert (depth[mask] > 0).mean() > 0.4
+
+
+def test_bad_inputs_name_the_view_and_the_problem():
+    views, _, sparse = _floor_views(count=3)
+    with pytest.raises(ValueError, match=r"'cam1'.*\[H, W, 3\] uint8.*\[72, 96\]"):
+        dense_set_points([views[0], replace(views[1], image=views[1].image[..., 0])], sparse)
+    with pytest.raises(ValueError, match=r"'cam0'.*mask must be \[H, W\] = \[72, 96\] bool, got \[10, 10\]"):
+        dense_set_points([replace(views[0], mask=np.ones((10, 10), bool))] + views[1:], sparse)
+    with pytest.raises(ValueError, match=r"'cam2'.*not a rotation"):
+        dense_set_points(views[:2] + [replace(views[2], world_to_camera=np.diag([2.0, 1, 1, 1]))], sparse)
+    with pytest.raises(ValueError, match=r"'cam0'.*K must be"):
+        dense_set_points([replace(views[0], K=np.eye(2))] + views[1:], sparse)
+    with pytest.raises(ValueError, match="unique"):
+        dense_set_points([views[0], views[0]], sparse)
+    with pytest.raises(ValueError, match="2 or more views"):
+        dense_set_points(views[:1], sparse)
+    with pytest.raises(ValueError, match=r"sparse_xyz must be \[N, 3\]"):
+        dense_set_points(views, np.zeros((5, 2)))

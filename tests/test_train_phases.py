@@ -1,0 +1,116 @@
+"""Training in two phases (the set first, then the performance against the frozen set), set stills, and what dense
+set geometry tells training (depth priors, free-space pruning). On a tiny hand-made scene: a textured floor seen
+by two cameras, a few Gaussians on it, one floater above it and one dynamic Gaussian."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reshoot.cameras import Cameras, look_at
+from reshoot.splat.data import SetStills, ShotFootage, normalised_times
+from reshoot.splat.priors import DepthPriors, depth_priors, seen_through, zbuffer_depth
+from reshoot.splat.scene import DynamicScene, concat_params, make_params
+from reshoot.splat.train import Trainer, TrainConfig
+
+W, H, T = 48, 32, 4
+
+
+def _cameras(ids, eyes) -> Cameras:
+    poses = np.stack([look_at(eye, (0.0, 0.0, 0.0)) for eye in eyes])
+    n = len(ids)
+    return Cameras.create(ids, [40.0] * n, [40.0] * n, [W / 2] * n, [H / 2] * n, poses, np.tile([W, H], (n, 1)))
+
+
+def _footage(seed: int = 0) -> ShotFootage:
+    rng = np.random.default_rng(seed)
+    cameras = _cameras(["a", "b"], [(0.0, -2.0, 1.5), (2.0, 0.2, 1.5)])
+    images = rng.integers(0, 255, (2, T, H, W, 3), dtype=np.uint8)
+    poses = np.repeat(cameras.world_to_camera[:, None], T, axis=1)
+    return ShotFootage(cameras, images, np.ones((2, T), bool), poses, normalised_times(T), np.arange(T))
+
+
+def _params(floater: bool = False):
+    rng = np.random.default_rng(1)
+    floor = np.concatenate([rng.uniform(-0.6, 0.6, (60, 2)), np.zeros((60, 1))], axis=1)
+    means = [floor] + ([np.array([[0.0, 0.0, 0.8]])] if floater else [])
+    static = make_params(torch.as_tensor(np.concatenate(means)), torch.rand(len(np.concatenate(means)), 3),
+                         torch.full((len(np.concatenate(means)),), 0.08), 0, opacity=0.5)
+    dynamic = make_params(torch.tensor([[0.0, 0.0, 0.3]]), torch.rand(1, 3), torch.full((1,), 0.1), 0,
+                          times=torch.tensor([0.5]), time_scale=0.5, opacity=0.5)
+    return concat_params(static, dynamic)
+
+
+def test_the_set_phase_trains_only_the_set_and_never_on_the_performance():
+    footage = _footage()
+    scene = DynamicScene(_params(), 0)
+    before = {k: v.detach().clone() for k, v in scene.params.items()}
+    moving = np.ones(footage.images.shape[:4], bool)  # everything is the performance: the set phase learns nothing
+    trainer = Trainer(footage, scene, TrainConfig(steps=10, set_fraction=0.5, refine_start=100), moving=moving)
+    for _ in range(5):
+        assert trainer.in_set_phase
+        assert trainer.step()["loss"] == pytest.approx(0.0)
+    dynamic = scene.params["dynamic"] > 0
+    torch.testing.assert_close(scene.params["means"][dynamic], before["means"][dynamic])  # never rendered
+    assert not trainer.in_set_phase
+
+
+def test_the_performance_phase_leaves_the_set_frozen_and_trains_the_dynamic_gaussians():
+    footage = _footage()
+    scene = DynamicScene(_params(), 0)
+    trainer = Trainer(footage, scene, TrainConfig(steps=12, set_fraction=0.5, refine_start=100))
+    trainer.run(until=6)
+    static = scene.params["dynamic"] == 0
+    after_set = {k: v.detach().clone() for k, v in scene.params.items()}
+    assert not torch.equal(after_set["sh0"][static], _params()["sh0"][:int(static.sum())])  # the set learnt
+    trainer.run()
+    assert trainer.step_idx == 12
+    for name in ("means", "sh0", "scales", "opacities", "quats"):
+        torch.testing.assert_close(scene.params[name][static], after_set[name][static], atol=0, rtol=0)
+    assert not torch.equal(scene.params["sh0"][~static], after_set["sh0"][~static])  # the performance learnt
+
+
+def test_set_stills_are_trained_on_with_their_own_appearance():
+    footage = _footage()
+    still_cams = _cameras(["survey/000"], [(-1.5, -1.5, 2.0)])
+    stills = SetStills(still_cams, [np.full((H, W, 3), 200, np.uint8)])
+    scene = DynamicScene(_params(), 0)
+    trainer = Trainer(footage, scene, TrainConfig(steps=8, set_fraction=0.99, still_share=1.0, refine_start=100),
+                      stills=stills)
+    assert trainer.appearance.shape == (3, 3, 4)  # two set cameras, one still
+    trainer.run()
+    eye = torch.eye(3, 4)
+    assert torch.equal(trainer.appearance[0].detach(), eye) and torch.equal(trainer.appearance[1].detach(), eye)
+    assert not torch.equal(trainer.appearance[2].detach(), eye)  # only the still was trained on
+    with pytest.raises(ValueError, match="set_fraction"):
+        TrainConfig(set_fraction=1.0)
+
+
+def test_zbuffer_depth_draws_a_solid_surface_at_the_right_depth():
+    camera = Cameras.create(["top"], [40.0], [40.0], [W / 2], [H / 2], look_at((0, 0, 2.0), (0, 0, 0), up=(0, 1, 0))[None],
+                            np.array([[W, H]]))
+    grid = np.stack(np.meshgrid(np.linspace(-2, 2, 120), np.linspace(-2, 2, 120)), -1).reshape(-1, 2)
+    floor = np.concatenate([grid, np.zeros((len(grid), 1))], axis=1)
+    depth = zbuffer_depth(floor, camera.K[0], camera.world_to_camera[0], (W, H))
+    assert (depth > 0).mean() > 0.99
+    assert np.allclose(depth[depth > 0], 2.0, atol=1e-4)
+    box = np.array([[0.0, 0.0, 1.0]])  # one point nearer the camera wins its pixel
+    near = zbuffer_depth(np.concatenate([floor, box]), camera.K[0], camera.world_to_camera[0], (W, H), fill_px=0)
+    assert near.min() == pytest.approx(1.0) and (near == 1.0).sum() == 1
+
+
+def test_gaussians_the_cameras_see_through_are_counted_and_pruned():
+    footage = _footage()
+    floor = np.concatenate([np.stack(np.meshgrid(np.linspace(-3, 3, 200), np.linspace(-3, 3, 200)), -1).reshape(-1, 2),
+                            np.zeros((40000, 1))], axis=1)
+    priors = depth_priors(floor, footage.cameras)
+    assert isinstance(priors, DepthPriors) and len(priors.cameras) == 2 and priors.stills == []
+    views = [(footage.cameras.K[c], footage.cameras.world_to_camera[c], priors.cameras[c]) for c in range(2)]
+    points = torch.tensor([[0.0, 0.0, 0.8], [0.1, -0.1, 0.0], [0.0, 0.0, -1.0]])  # a floater, the floor, below
+    assert seen_through(points, views).tolist() == [2, 0, 0]
+    scene = DynamicScene(_params(floater=True), 0)
+    trainer = Trainer(footage, scene, TrainConfig(steps=4, free_space_views=2), priors=priors)
+    count = len(scene)
+    assert trainer._prune_free_space() == 1 and len(scene) == count - 1
+    assert not (scene.params["means"][:, 2] > 0.7).any() and scene.num_dynamic == 1  # the actor stays

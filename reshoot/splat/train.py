@@ -400,6 +400,8 @@ class Trainer:
         """Mean relative error of the set's rendered depth against the prior, where the prior knows it."""
         if self.priors is None or self.config.depth_weight <= 0:
             return None
+        if view.instant_idx >= 0 and not self._locked[view.appearance_idx]:
+            return None  # the prior is drawn at a camera's first pose: it holds only for a locked-off camera
         prior = self.priors.view(view.appearance_idx)
         h, w = out.depth.shape
         known = prior[:h, :w] > 0
@@ -420,7 +422,7 @@ class Trainer:
         if self.priors is None or cfg.free_space_views <= 0:
             return 0
         views = [(self.footage.cameras.K[c], self.footage.cameras.world_to_camera[c], prior)
-                 for c, prior in enumerate(self.priors.cameras)]
+                 for c, prior in enumerate(self.priors.cameras) if self._locked[c]]
         if self.stills is not None:
             views += [(self.stills.cameras.K[s], self.stills.cameras.world_to_camera[s], prior)
                       for s, prior in enumerate(self.priors.stills)]

@@ -221,3 +221,129 @@ def test_without_an_actor_region_only_the_whole_frame_is_scored_and_judged(tmp_p
     assert metrics["verdict"] == "usable" and "not judged: no actor region known" in metrics["verdict_reason"]
     report = (tmp_path / "eval" / "crane" / "report.html").read_text()
     assert "no actor region is known" in report and "<td>-</td>" in report
+
+
+# --- an outside camera as the truth (--truth-footage, --truth-calibration, --truth-masks) -------------------------
+
+def _outside_camera_workspace(root, mode: str = "triangulate"):
+    """A workspace as ingest and register leave it (no COLMAP run): three set cameras in a normalised world ``S``
+    times the calibration's; the calibration (cameras.json) holds them and an outside camera ``high`` with a lens of
+    its own; the ingest timeline starts 2 frames into the footage's clock (times 2/10, 3/10, ... s at 10 fps)."""
+    import json
+
+    from reshoot.cameras import look_at
+    from reshoot.workspace import Workspace
+
+    ids = ["cam0", "cam1", "cam2", "high"]
+    eyes = [(3, 0, 1), (0, 3, 1), (-3, 0, 1), (0.5, -1, 3.5)]
+    calibration = Cameras.create(ids, [60.0, 60, 60, 50], [60.0, 60, 60, 52], [32.0, 32, 32, 30], [24.0, 24, 24, 25],
+                                 np.stack([look_at(e, (0, 0, 0.8)) for e in eyes]), np.tile([64, 48], (4, 1)))
+    theta, S = 0.4, np.eye(4)
+    S[:3, :3] = 0.3 * np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+    S[:3, 3] = [0.2, -0.1, 0.05]
+    ws = Workspace(root / "ws")
+    registered = calibration.select(ids[:3]).transform_world(S)
+    for stage, manifest, files in (
+            ("ingest", {"summary": {}}, {"footage.json": {"timeline": {"fps": "10/1", "frame_count": 4,
+                                                                        "times_s": [0.2, 0.3, 0.4, 0.5]}}}),
+            ("register", {"summary": {"calibration": mode}},
+             {"cameras.json": {**registered.to_json(), "colmap_to_world": S.tolist(), "frame_poses": {}}})):
+        (ws.root / stage).mkdir()
+        (ws.root / stage / "manifest.json").write_text(json.dumps(manifest))
+        for name, data in files.items():
+            (ws.root / stage / name).write_text(json.dumps(data))
+    (root / "calibration.json").write_text(json.dumps(calibration.to_json()))
+    return ws, calibration, S
+
+
+def _numbered_footage(folder, frames: int = 5):
+    """frame_0000.png ... : frame i a flat grey 40 * i; its mask a 8x8 white box 4 i pixels from the left."""
+    from reshoot.viz import save_png
+
+    (folder / "footage").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for i in range(frames):
+        save_png(np.full((48, 64, 3), 40 * i, np.uint8), folder / "footage" / f"frame_{i:04d}.png")
+        mask = np.zeros((48, 64), np.uint8)
+        mask[20:28, 4 * i:4 * i + 8] = 255
+        save_png(mask, folder / "masks" / f"frame_{i:04d}.png")
+    return folder / "footage", folder / "masks"
+
+
+@pytest.mark.parametrize("mode", ["triangulate", "solve"])
+def test_an_outside_camera_is_placed_by_the_sets_calibration_and_synced_by_time(tmp_path, mode):
+    from reshoot.camera_path import Timeline
+    from reshoot.validation import EvalConfig, footage_truth
+
+    ws, calibration, S = _outside_camera_workspace(tmp_path, mode)
+    footage, masks = _numbered_footage(tmp_path)
+    config = EvalConfig(camera="high", truth_footage=footage, truth_calibration=tmp_path / "calibration.json",
+                        truth_masks=masks)
+    truth = footage_truth(ws, config, Timeline(10, 4))
+    expected = calibration.select(["high"]).transform_world(S)
+    assert len(truth.path) == 4
+    np.testing.assert_allclose(truth.path.camera(3).world_to_camera[0], expected.world_to_camera[0], atol=1e-9)
+    np.testing.assert_allclose(truth.path.lens.K[0], expected.K[0])  # its own lens, off-centre principal point
+    # timeline frame k is at 0.2 + k / 10 s: footage frame k + 2; frames past the footage's end are not scored
+    assert sorted(truth.frames) == [0, 1, 2] and [int(truth.frames[k][0, 0, 0]) for k in range(3)] == [80, 120, 160]
+    assert sorted(truth.actor) == [0, 1, 2]
+    for k in range(3):
+        box = np.zeros((48, 64), bool)
+        box[20:28, 4 * (k + 2):4 * (k + 2) + 8] = True
+        np.testing.assert_array_equal(truth.actor[k], box)
+    assert "--truth-masks" in truth.actor_region and truth.source["frames"] == {"0": 2, "1": 3, "2": 4}
+    assert ("link to the calibration it kept" if mode == "triangulate" else "aligned on the set cameras cam0, cam1, "
+            "cam2") in truth.source["placed_by"]
+
+
+def test_an_outside_camera_says_what_is_wrong_with_its_truth(tmp_path):
+    import json
+
+    from reshoot.camera_path import Timeline
+    from reshoot.validation import EvalConfig, footage_truth
+    from reshoot.workspace import StageError
+
+    ws, calibration, S = _outside_camera_workspace(tmp_path)
+    footage, masks = _numbered_footage(tmp_path)
+    timeline = Timeline(10, 4)
+    calibration_file = tmp_path / "calibration.json"
+
+    def truth(**options):
+        return footage_truth(ws, EvalConfig(**{"camera": "high", "truth_footage": footage,
+                                               "truth_calibration": calibration_file, **options}), timeline)
+
+    with pytest.raises(StageError, match="--truth-footage and --truth-calibration go together"):
+        truth(truth_calibration=None)
+    with pytest.raises(StageError, match=r"camera 'crane'.*no calibration for footage camera\(s\) \['crane'\]"):
+        truth(camera="crane")
+    moved = calibration.world_to_camera.copy()
+    moved[1, :3, 3] += [0.0, 0.0, 0.5]  # cam1 half a metre off: a calibration of another world
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(Cameras(calibration.camera_ids, calibration.K, calibration.distortion, moved,
+                                        calibration.image_size).to_json()))
+    with pytest.raises(StageError, match=r"places set camera 'cam1' .* not in the world the set was registered in"):
+        truth(truth_calibration=other)
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(calibration.resized(np.tile([32, 24], (4, 1))).to_json()))
+    with pytest.raises(StageError, match=r"footage is 64x48 but --truth-calibration calibrates 'high' for 32x24"):
+        truth(truth_calibration=small)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StageError, match=r"holds no mask of the shot's frames \(e\.g\. .*empty/frame_0002\.png\)"):
+        truth(truth_masks=tmp_path / "empty")
+    with pytest.raises(StageError, match="--truth-masks .*absent is not a folder"):
+        truth(truth_masks=tmp_path / "absent")
+
+
+def test_the_report_names_an_outside_cameras_truth(tmp_path):
+    from reshoot.validation import write_report
+
+    truth = {k: (_textured(seed=k) * 255).astype(np.uint8) for k in range(3)}
+    shot = np.stack([truth[k] / 255 for k in range(3)]).astype(np.float32)
+    source = {"footage": "/data/footage/cam02", "calibration": "/data/calib/sparse/0", "placed_by": "the test link",
+              "masks": None, "frames": {"0": 0, "1": 1, "2": 2}}
+    metrics = write_report(tmp_path, "cam02", "classical", shot, shot, truth, scene=tmp_path / "scene.pt",
+                           truth_source=source)
+    assert metrics["truth"] == source and metrics["actor_region"] is None
+    report = (tmp_path / "eval" / "cam02" / "report.html").read_text()
+    assert "<code>/data/footage/cam02</code>" in report and "placed in the scene's world by the test link" in report
+    assert "no --truth-masks were given" in report

@@ -382,10 +382,11 @@ class RunCommand:
 
 @dataclass
 class EvalCommand:
-    """Eval: reshoot a camera whose real footage is known (a set camera left out with `reconstruct --holdout`, or the
-    sample's hidden overhead camera) and compare guide and refined frames with it: PSNR and SSIM over the whole
-    frame, the set and the actor, flicker, and a verdict (usable / needs fixes / not usable); writes
-    WS/eval/<camera>/report.html with a per-pixel error heat map."""
+    """Eval: reshoot a camera whose real footage is known (a set camera left out with `reconstruct --holdout`, the
+    sample's hidden overhead camera, or any camera that never filmed for training, given by --truth-footage and
+    --truth-calibration) and compare guide and refined frames with it: PSNR and SSIM over the whole frame, the set
+    and the actor, flicker, and a verdict (usable / needs fixes / not usable); writes WS/eval/<camera>/report.html
+    with a per-pixel error heat map."""
 
     workspace: Path = Path("reshoot-demo/workspace")
     """The workspace folder, with a scene."""
@@ -396,7 +397,8 @@ class EvalCommand:
         m = reshoot.run_eval(ws, self.config)
         _print_shot_scores(f"reshooting {m['camera']} against what it filmed ({len(m['guide']['per_frame'])} frames)",
                            {"guide frames": m["guide"], f"refined ({m['refiner']})": m["refined"]})
-        out.print(f"actor region: {m['actor_region'] or 'none known (no clean plate): the whole frame only'}")
+        unknown = ("none known (no --truth-masks)" if m.get("truth") else "none known (no clean plate)")
+        out.print(f"actor region: {m['actor_region'] or unknown + ': the whole frame only'}")
         out.print(f"report: {ws.root / 'eval' / m['camera'] / 'report.html'}")
 
 
@@ -425,13 +427,15 @@ def _print_shot_scores(title: str, shots: dict[str, dict]) -> None:
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "all"]] = "ingest"
+    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "panoptic", "all"]] = \
+        "ingest"
     """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
     on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory), `reconstruct`
     (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out with `reshoot
     eval` of each camera), `shot` (guide frames' speed; guide frames and the classical refiner's shot against the
-    synthetic shoot's ground-truth overhead camera: PSNR/SSIM/flicker), or `all` of them in one table (over an hour
-    on 2 cores)."""
+    synthetic shoot's ground-truth overhead camera: PSNR/SSIM/flicker), `panoptic` (real footage: four low Panoptic
+    basketball cameras as the set, each of the five high ones reshot and scored by `reshoot eval` on the whole frame,
+    the set and the person), or `all` of them in one table (over an hour on 2 cores)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
@@ -439,7 +443,8 @@ class BenchCommand:
 
     def run(self) -> None:
         work = Path(self.work or tempfile.mkdtemp(prefix="reshoot-bench-"))
-        names = ["ingest", "register", "raster", "reconstruct", "shot"] if self.name == "all" else [self.name]
+        names = ["ingest", "register", "raster", "reconstruct", "shot", "panoptic"] if self.name == "all" \
+            else [self.name]
         rows = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -465,6 +470,10 @@ class BenchCommand:
             from reshoot.bench_shot import bench_shot
 
             return bench_shot(work)
+        if name == "panoptic":
+            from reshoot.bench_panoptic import bench_panoptic
+
+            return bench_panoptic(self.data, work)
         return {"ingest": bench.bench_ingest, "register": bench.bench_register}[name](self.data, work)
 
     def _print(self, rows: list[dict]) -> None:

@@ -15,7 +15,6 @@ Training resumes from the stage's scratch checkpoint when a run with the same in
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -67,7 +66,8 @@ class ReconstructConfig:
     """Learn a colour correction per training image (exposure, white balance)."""
     set_fraction: float | None = None
     """Share of the steps that train the set alone first (survey stills and the footage's static pixels), before the
-    performance is trained against the frozen set; 0: one phase on every pixel (if not given: the preset's)."""
+    performance is trained against the frozen set; 0: one phase on every pixel (if not given: the preset's, 0 with
+    the mcmc strategy, which cannot keep the set apart)."""
     stills: bool = True
     """Train the set on register's survey stills too (when registration had --survey)."""
     dense: bool = True
@@ -93,9 +93,11 @@ class ReconstructConfig:
     def train_config(self, device: str = "cpu") -> TrainConfig:
         """The preset with this config's overrides; ``device`` ("cpu" or "cuda") settles strategy "auto"."""
         strategy = self.strategy if self.strategy != "auto" else ("mcmc" if device == "cuda" else "default")
-        base = replace(PRESETS[self.preset], appearance=self.appearance, seed=self.seed, strategy=strategy)
-        if self.set_fraction is not None:
-            base = replace(base, set_fraction=self.set_fraction)
+        # mcmc relocates Gaussians between the set and the performance: it trains both at once unless told otherwise
+        set_fraction = self.set_fraction if self.set_fraction is not None else (
+            0.0 if strategy == "mcmc" else PRESETS[self.preset].set_fraction)
+        base = replace(PRESETS[self.preset], appearance=self.appearance, seed=self.seed, strategy=strategy,
+                       set_fraction=set_fraction)
         if self.steps is None:
             return base
         scale = self.steps / base.steps
@@ -126,9 +128,10 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
     init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
     motion = motion_masks(footage, init.motion_threshold)
     dense, priors = None, None
-    if config.dense:
+    views = set_views(footage, motion, stills) if config.dense else []
+    if len(views) >= 2:  # stereo needs two views of the set (one camera with no survey has none to pair)
         with ctx.timer("dense"):
-            dense = dense_set_points(set_views(footage, motion, stills), xyz, DenseConfig(seed=config.seed))
+            dense = dense_set_points(views, xyz, DenseConfig(seed=config.seed))
             write_points_ply(ctx.out_dir / "dense_points.ply", dense.xyz, (dense.rgb * 255).round().astype(np.uint8))
             priors = depth_priors(dense.xyz, footage.cameras, stills.cameras if stills else None)
     with ctx.timer("init"):

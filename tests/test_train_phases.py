@@ -114,3 +114,32 @@ def test_gaussians_the_cameras_see_through_are_counted_and_pruned():
     count = len(scene)
     assert trainer._prune_free_space() == 1 and len(scene) == count - 1
     assert not (scene.params["means"][:, 2] > 0.7).any() and scene.num_dynamic == 1  # the actor stays
+
+
+def test_a_moving_camera_never_trains_the_set_and_the_schedule_is_checked():
+    footage = _footage()
+    poses = footage.world_to_camera.copy()
+    poses[1, 2:, 0, 3] += 0.1  # camera b moves half way through: no clean plate, no motion mask
+    footage = ShotFootage(footage.cameras, footage.images, footage.valid, poses, footage.times, footage.frames)
+    moving = np.zeros(footage.images.shape[:4], bool)
+    moving[0, :, 10:20, 10:20] = True  # the actor, seen by the locked-off camera a
+    trainer = Trainer(footage, DynamicScene(_params(), 0), TrainConfig(steps=10, refine_start=100), moving=moving)
+    assert set(trainer.set_pairs[:, 0].tolist()) == {0} and set(trainer.pairs[:, 0].tolist()) == {0, 1}
+    assert all(trainer._next_view().appearance_idx == 0 for _ in range(20))  # set phase: camera a only
+    poses[0, 1:, 1, 3] += 0.1  # both cameras move: nothing shows the set alone, so one phase
+    both = ShotFootage(footage.cameras, footage.images, footage.valid, poses, footage.times, footage.frames)
+    assert Trainer(both, DynamicScene(_params(), 0), TrainConfig(steps=10), moving=moving).set_steps == 0
+    with pytest.raises(ValueError, match="never densify"):
+        TrainConfig(steps=100, refine_stop=40, set_fraction=0.5)
+    with pytest.raises(ValueError, match="mcmc"):
+        TrainConfig(strategy="mcmc", set_fraction=0.5)
+
+
+def test_a_checkpoint_of_other_images_is_refused_with_what_to_do(tmp_path):
+    footage = _footage()
+    trainer = Trainer(footage, DynamicScene(_params(), 0), TrainConfig(steps=2, refine_start=100))
+    trainer.run(tmp_path / "ckpt.pt")
+    stills = SetStills(_cameras(["survey/000"], [(-1.5, -1.5, 2.0)]), [np.zeros((H, W, 3), np.uint8)])
+    again = Trainer(footage, DynamicScene(_params(), 0), TrainConfig(steps=4, refine_start=100), stills=stills)
+    with pytest.raises(ValueError, match="--force"):
+        again.run(tmp_path / "ckpt.pt")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 from pathlib import Path
 
@@ -116,6 +116,14 @@ class TrainConfig:
         if not 0 <= self.set_fraction < 1 or not 0 <= self.still_share <= 1:
             raise ValueError(f"TrainConfig: set_fraction must be in [0, 1) and still_share in [0, 1]; got "
                              f"{self.set_fraction}, {self.still_share}")
+        if self.set_fraction > 0 and self.strategy == "mcmc":
+            raise ValueError("TrainConfig: the mcmc strategy relocates Gaussians across the set and the performance, "
+                             "so it cannot train the set first: use set_fraction 0 with mcmc (--set-fraction 0), "
+                             "or --strategy default")
+        if self.set_fraction > 0 and self.refine_stop <= round(self.set_fraction * self.steps):
+            raise ValueError(f"TrainConfig: densification stops at step {self.refine_stop}, before the performance "
+                             f"phase starts at step {round(self.set_fraction * self.steps)} of {self.steps}: the "
+                             "performance would never densify; lower set_fraction (--set-fraction)")
         if self.strategy not in ("default", "mcmc"):
             raise ValueError(f"TrainConfig: strategy must be 'default' or 'mcmc'; got {self.strategy!r}")
 
@@ -123,7 +131,7 @@ class TrainConfig:
 PRESETS = {
     "fast": TrainConfig(),
     "quality": TrainConfig(steps=30000, sh_degree_every=1000, refine_start=500, refine_stop=15000, reset_every=3000,
-                           checkpoint_every=2000),
+                           checkpoint_every=2000, set_fraction=0.3),
 }
 
 
@@ -222,7 +230,7 @@ class Trainer:
         self.stills = stills if stills is not None and len(stills) else None
         self.moving = moving
         self.priors = priors
-        self._set_layers: dict[tuple[int, int], RenderOutput] = {}  # the frozen set's renders (performance phase)
+        self._set_layers: dict[int, RenderOutput] = {}  # camera -> the frozen set's render (performance phase)
         self._locked = [bool(np.allclose(footage.world_to_camera[c][footage.valid[c]],
                                          footage.world_to_camera[c][footage.valid[c]][:1], atol=1e-9))
                         for c in range(len(footage.camera_ids))]
@@ -239,6 +247,13 @@ class Trainer:
         self.strategy_state = (self.strategy.initialize_state() if config.strategy == "mcmc"
                                else self.strategy.initialize_state(scene_scale=scene_scale))
         self.pairs = np.argwhere(footage.valid)  # [M, 2] (camera, instant) with a frame
+        # the set phase trains on the frames whose performance is masked: locked-off cameras with a motion mask
+        # (a moving camera has no plate to find the actor against), or every frame if no masks were given
+        masked = [moving is None or self._locked[c] and footage.valid[c].sum() >= 3  # as init.motion_masks
+                  for c in range(len(footage.camera_ids))]
+        self.set_pairs = self.pairs[[masked[c] for c, _ in self.pairs]] if len(self.pairs) else self.pairs
+        if len(self.set_pairs) == 0 and self.stills is None:
+            self.set_steps = 0  # nothing shows the set alone: one phase, as set_fraction 0
         self.history: list[dict] = []
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -259,14 +274,16 @@ class Trainer:
         return int(torch.randint(n, (1,), generator=self.generator))
 
     def _next_view(self) -> _View:
-        """A set still (set phase, ``still_share`` of the time) or a random (camera, instant) of the footage."""
+        """A set still (set phase, ``still_share`` of the time, or always if no footage frame has its performance
+        masked) or a random (camera, instant) of the footage."""
         set_phase = self.in_set_phase
-        if set_phase and self.stills is not None and \
-                torch.rand(1, generator=self.generator).item() < self.config.still_share:
+        share = self.config.still_share if len(self.set_pairs) else 1.0
+        if set_phase and self.stills is not None and torch.rand(1, generator=self.generator).item() < share:
             s = self._random(len(self.stills))
             camera = self.stills.cameras.select([self.stills.cameras.camera_ids[s]])
             return _View(camera, 0.0, self.stills.images[s], None, len(self.footage.camera_ids) + s, True)
-        c, t = self.pairs[self._random(len(self.pairs))]
+        pairs = self.set_pairs if set_phase and len(self.set_pairs) else self.pairs
+        c, t = pairs[self._random(len(pairs))]
         keep = None if self.footage.masks is None else self.footage.masks[c, t]
         if set_phase and self.moving is not None:
             keep = ~self.moving[c, t] if keep is None else keep & ~self.moving[c, t]
@@ -344,7 +361,8 @@ class Trainer:
             self._prune_big()
             if self.in_set_phase:
                 self._prune_free_space()
-        if 0 < self.step_idx < cfg.refine_stop and self.step_idx % cfg.reset_every == 0:
+        if 0 < self.step_idx < cfg.refine_stop and self.step_idx % cfg.reset_every == 0 and \
+                (self.in_set_phase or not self.set_steps):  # the frozen set's opacities are never reset
             # gsplat 1.5.3's DefaultStrategy never resets (its test `step % every == 0 & step > 0` is always
             # False: `&` binds first), so reset here as 3DGS does
             from gsplat.strategy.ops import reset_opa
@@ -391,10 +409,11 @@ class Trainer:
     def _set_layer(self, view: _View) -> RenderOutput:
         """The frozen set seen by a footage view (identity appearance); one render per locked-off camera."""
         c = view.appearance_idx
-        key = (c, -1) if self._locked[c] else (c, view.instant_idx)
-        if key not in self._set_layers:
-            self._set_layers[key] = render(self.scene, view.camera, view.t, part="static")
-        return self._set_layers[key]
+        if not self._locked[c]:  # a moving camera sees the set anew at every frame: not worth keeping
+            return render(self.scene, view.camera, view.t, part="static")
+        if c not in self._set_layers:
+            self._set_layers[c] = render(self.scene, view.camera, view.t, part="static")
+        return self._set_layers[c]
 
     def _depth_loss(self, view: _View, out: RenderOutput) -> Tensor | None:
         """Mean relative error of the set's rendered depth against the prior, where the prior knows it."""
@@ -442,6 +461,10 @@ class Trainer:
             for state in optimizer.state.values():
                 if "exp_avg" in state:
                     state["exp_avg"][static] = 0
+        for name in ("grad2d", "count", "radii"):  # what the set phase gathered must not grow the set later
+            value = self.strategy_state.get(name)
+            if isinstance(value, Tensor) and len(value) == len(static):
+                value[static] = 0
 
     def _hold_set_gradients(self) -> None:
         static = self.scene.params["dynamic"] == 0
@@ -501,6 +524,12 @@ class Trainer:
             raise ValueError(f"the checkpoint was trained with the {saved!r} densification strategy, this run uses "
                              f"{self.config.strategy!r} (--strategy auto picks by device): pass --strategy {saved}, "
                              "or --force to start over")
+        if tuple(state["appearance"].shape) != tuple(self.appearance.shape) or \
+                list(state.get("camera_ids", [])) != list(self.footage.camera_ids):
+            raise ValueError(f"the checkpoint was trained on {len(state['appearance'])} images of cameras "
+                             f"{list(state.get('camera_ids', []))}, this run has {len(self.appearance)} images of "
+                             f"{list(self.footage.camera_ids)} (survey stills or cameras changed): pass --force to "
+                             "start over")
         for name, value in state["params"].items():
             self.scene.params[name] = torch.nn.Parameter(value.clone(), requires_grad=name != "dynamic")
         self.appearance = torch.nn.Parameter(state["appearance"].clone())

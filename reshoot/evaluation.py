@@ -206,3 +206,30 @@ def mean_region_scores(rows: list[dict[str, float | None]]) -> dict[str, float |
     keys = ("psnr_db", "ssim", "set_psnr_db", "set_ssim", "actor_psnr_db", "actor_ssim", "actor_fraction")
     return {**{key: mean(key) for key in keys}, "psnr_min_db": float(min(r["psnr_db"] for r in rows)),
             "actor_frames": sum(r.get("actor_psnr_db") is not None for r in rows)}
+
+
+def sample_geometry_errors(register_dir: Path, shoot, points_xyz: np.ndarray, frame: int = 0) -> dict[str, float]:
+    """Dense set points (registered world) against the sample's true overhead depth at one frame: what share of the
+    set the overhead camera sees do they cover, and how far off is their depth there (metres).
+
+    The points are mapped to the true world by the registration's similarity and drawn as a closed z-buffer
+    (:func:`reshoot.splat.priors.zbuffer_depth`); only the set counts (the actor, grown by 2 px, is left out).
+    """
+    from reshoot._deps import require
+    from reshoot.splat.priors import zbuffer_depth
+
+    cv2 = require("cv2", "pip install 'opencv-python-headless<5'")
+    truth_from_est = sample_registration_errors(Path(register_dir), shoot).truth_from_estimated
+    camera = shoot.overhead
+    depth = np.load(shoot.root / "ground_truth" / "overhead_depth.npz")["depth_m"][frame].astype(np.float32)
+    actor = sample_actor_masks(shoot, "overhead")
+    points = np.asarray(points_xyz) @ truth_from_est[:3, :3].T + truth_from_est[:3, 3]
+    drawn = zbuffer_depth(points, camera.K[0], camera.world_to_camera[0], tuple(int(v) for v in camera.image_size[0]))
+    static = depth > 0
+    if actor is not None:
+        static &= ~cv2.dilate(actor[frame].astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    covered = static & (drawn > 0)
+    error = np.abs(drawn - depth)[covered]
+    return {"coverage": float(covered.sum() / max(1, static.sum())),
+            "median_error_m": float(np.median(error)) if len(error) else float("nan"),
+            "p90_error_m": float(np.percentile(error, 90)) if len(error) else float("nan"), "points": int(len(points))}

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from reshoot.cameras import Cameras
-from reshoot.evaluation import sample_registration_errors
+from reshoot.evaluation import sample_geometry_errors, sample_registration_errors
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct
 from reshoot.register import RegisterConfig, run_register
@@ -108,6 +108,12 @@ def test_reconstruct_trains_writes_outputs_and_evaluates_a_held_out_camera(regis
     assert late > early + 2.0, f"training PSNR went from {early:.1f} to {late:.1f} dB"
     assert summary["training_steps"] == 120 and summary["cameras"] == ["cam0", "cam1"]
     assert summary["dynamic_gaussians"] > 0 and summary["gaussians"] > summary["dynamic_gaussians"]
+    dense = summary["dense"]  # the set's dense geometry, against the sample's true overhead depth
+    assert dense["stereo_points"] > 1000 and len(dense["planes"]) >= 1
+    xyz, _ = read_points_ply(result.path / "dense_points.ply")
+    geometry = sample_geometry_errors(ws.stage_dir("register"), shoot, xyz)
+    assert geometry["coverage"] > 0.8 and geometry["median_error_m"] < 0.1, geometry
+    assert summary["set_stills"] == 12 and 0 < summary["set_steps"] < summary["training_steps"]
     static = read_splats_ply(result.path / "splats_static.ply")
     assert static["means"].shape[0] == summary["gaussians"] - summary["dynamic_gaussians"]
     assert len(list(result.path.glob("splats_frame_*.ply"))) == 1

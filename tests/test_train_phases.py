@@ -143,3 +143,12 @@ def test_a_checkpoint_of_other_images_is_refused_with_what_to_do(tmp_path):
     again = Trainer(footage, DynamicScene(_params(), 0), TrainConfig(steps=4, refine_start=100), stills=stills)
     with pytest.raises(ValueError, match="--force"):
         again.run(tmp_path / "ckpt.pt")
+
+
+def test_a_stills_unfilmed_border_is_left_out_of_the_loss():
+    footage = _footage()
+    stills = SetStills(_cameras(["survey/000"], [(-1.5, -1.5, 2.0)]), [np.full((H, W, 3), 255, np.uint8)],
+                       [np.zeros((H, W), bool)])  # nothing of it filmed: a still step has nothing to learn
+    trainer = Trainer(footage, DynamicScene(_params(), 0),
+                      TrainConfig(steps=6, set_fraction=0.9, still_share=1.0, refine_start=100), stills=stills)
+    assert all(trainer.step()["loss"] == pytest.approx(0.0, abs=1e-6) for _ in range(3))

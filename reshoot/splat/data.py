@@ -56,6 +56,7 @@ class SetStills:
 
     cameras: Cameras  # S pinhole cameras (distortion zero), sized as ``images``
     images: list[np.ndarray]  # S x [H_s, W_s, 3] uint8, undistorted
+    keep: list[np.ndarray | None] | None = None  # S x [H_s, W_s] bool: pixels the lens filmed (None: all)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -70,7 +71,7 @@ def load_set_stills(workspace_root: Path, max_width: int) -> SetStills | None:
     if not entries:
         return None
     source = Cameras.from_json({"cameras": entries})
-    cameras, images = [], []
+    cameras, images, keep = [], [], []
     for camera_id in track(source.camera_ids, "loading set stills"):
         path = register / "images" / f"{camera_id}.png"
         if not path.is_file():
@@ -80,12 +81,16 @@ def load_set_stills(workspace_root: Path, max_width: int) -> SetStills | None:
         full = replace(one, distortion=np.zeros_like(one.distortion))
         factor = max(1, int(np.ceil(one.image_size[0, 0] / max(1, max_width))))
         target = full.resized(one.image_size // factor)
-        images.append(_remap(read_image(path), _undistort_maps(one, full), tuple(int(v) for v in target.image_size[0])))
+        size = tuple(int(v) for v in target.image_size[0])
+        maps = _undistort_maps(one, full)
+        images.append(_remap(read_image(path), maps, size))
+        outside = _outside_source(maps, one, target, (size[1], size[0]))
+        keep.append(~outside if outside.any() else None)  # undistorted pixels the lens never saw stay out
         cameras.append(target)
     joined = Cameras(tuple(source.camera_ids), np.concatenate([c.K for c in cameras]), np.zeros((len(cameras), 5)),
                      np.concatenate([c.world_to_camera for c in cameras]),
                      np.concatenate([c.image_size for c in cameras]))
-    return SetStills(joined, images)
+    return SetStills(joined, images, keep)
 
 
 def normalised_times(frame_count: int) -> np.ndarray:

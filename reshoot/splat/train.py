@@ -281,7 +281,8 @@ class Trainer:
         if set_phase and self.stills is not None and torch.rand(1, generator=self.generator).item() < share:
             s = self._random(len(self.stills))
             camera = self.stills.cameras.select([self.stills.cameras.camera_ids[s]])
-            return _View(camera, 0.0, self.stills.images[s], None, len(self.footage.camera_ids) + s, True)
+            keep = self.stills.keep[s] if self.stills.keep is not None else None
+            return _View(camera, 0.0, self.stills.images[s], keep, len(self.footage.camera_ids) + s, True)
         pairs = self.set_pairs if set_phase and len(self.set_pairs) else self.pairs
         c, t = pairs[self._random(len(pairs))]
         keep = None if self.footage.masks is None else self.footage.masks[c, t]

@@ -136,7 +136,8 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
             priors = depth_priors(dense.xyz, footage.cameras, stills.cameras if stills else None)
     with ctx.timer("init"):
         params, report = initial_params(footage, xyz, rgb, init, masks=motion,
-                                        dense=(dense.xyz, dense.rgb) if dense is not None else None)
+                                        dense=(dense.xyz, dense.rgb) if dense is not None else None,
+                                        set_depths=priors.cameras if priors is not None else None)
     scene = DynamicScene(params, config.sh_degree).to(device)
     trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage),
                       stills=stills, moving=performance_masks(motion), priors=priors)

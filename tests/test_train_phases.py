@@ -152,3 +152,17 @@ def test_a_stills_unfilmed_border_is_left_out_of_the_loss():
     trainer = Trainer(footage, DynamicScene(_params(), 0),
                       TrainConfig(steps=6, set_fraction=0.9, still_share=1.0, refine_start=100), stills=stills)
     assert all(trainer.step()["loss"] == pytest.approx(0.0, abs=1e-6) for _ in range(3))
+
+
+def test_a_prop_hiding_the_actor_does_not_carve_its_hull():
+    from reshoot.splat.init import _carve
+
+    footage = _footage()
+    actor = np.array([[0.0, 0.0, 0.3]])
+    masks = np.zeros(footage.images.shape[:4], bool)
+    u, v = footage.cameras.project(0, actor)[0][0]
+    masks[0, :, int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3] = True  # camera a sees the actor move ...
+    masks[1, :, :2, :2] = True  # ... camera b has a motion mask, but a prop hides the actor from it
+    depths = [np.zeros((H, W), np.float32), np.full((H, W), 0.5, np.float32)]  # b: a surface 0.5 ahead everywhere
+    assert not _carve(footage, masks, [0], actor, 1)[0]  # b carves what it cannot see
+    assert _carve(footage, masks, [0], actor, 1, depths)[0]  # behind b's prop: only a decides

@@ -67,12 +67,15 @@ class InitReport:
 
 def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.ndarray,
                    config: InitConfig = InitConfig(), masks: np.ndarray | None = None,
-                   dense: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict[str, torch.Tensor], InitReport]:
+                   dense: tuple[np.ndarray, np.ndarray] | None = None,
+                   set_depths: list[np.ndarray] | None = None) -> tuple[dict[str, torch.Tensor], InitReport]:
     """Static Gaussians on the cleaned SfM points (and dense set points), dynamic ones in each instant's visual hull.
 
     Args:
         masks: the footage's motion masks [C, T, H, W] if already made (``motion_masks``).
         dense: dense set points and their colours in [0, 1] (``reshoot.splat.dense``): the set starts on them too.
+        set_depths: per footage camera, the set's depth [H, W] (``reshoot.splat.priors``; 0: unknown): the visual
+            hulls are carved only by the cameras that see a point in front of the set (not hidden by a prop).
     """
     cleaned = clean_points(points_xyz, points_rgb, config.clean)
     if masks is None:
@@ -90,12 +93,12 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
         parts.append(surfel_params(dense[0], dense[1], config.sh_degree, config.dense_opacity, config.dense_width,
                                    config.dense_flatness))
         xyz = np.concatenate([xyz, dense[0]])
-    region, voxel = _hull_region(footage, masks, xyz, config)
+    region, voxel = _hull_region(footage, masks, xyz, config, set_depths)
     rng = np.random.default_rng(config.seed)
     spacing = float(footage.times[1] - footage.times[0]) if len(footage.times) > 1 else 1.0
     counts = []
     for t in range(len(footage.times)):
-        points, colors = _instant_hull(footage, masks, t, region, config)
+        points, colors = _instant_hull(footage, masks, t, region, config, set_depths)
         if len(points) > config.dynamic_per_instant:
             pick = rng.choice(len(points), config.dynamic_per_instant, replace=False)
             points, colors = points[pick], colors[pick]
@@ -237,8 +240,12 @@ def _project(footage: ShotFootage, c: int, t: int, points: np.ndarray) -> tuple[
 
 
 def _carve(footage: ShotFootage, masks: np.ndarray, instants: list[int], points: np.ndarray,
-           min_cameras: int) -> np.ndarray:
-    """Which points lie in the moving region of every camera that sees them (at any of ``instants``)."""
+           min_cameras: int, set_depths: list[np.ndarray] | None = None) -> np.ndarray:
+    """Which points lie in the moving region of every camera that sees them (at any of ``instants``).
+
+    ``set_depths``: per camera, the set's depth (0: unknown); a point behind the set there is hidden from that
+    camera (an actor behind a prop), so the camera neither sees nor carves it.
+    """
     keep = np.zeros(len(points), bool)
     for t in instants:
         seen = np.zeros(len(points), np.int64)
@@ -247,6 +254,12 @@ def _carve(footage: ShotFootage, masks: np.ndarray, instants: list[int], points:
             if not footage.valid[c, t] or not masks[c].any():
                 continue
             pixels, inside = _project(footage, c, t, points)
+            if set_depths is not None:
+                pose = footage.world_to_camera[c, t]
+                z = points @ pose[:3, 2] + pose[2, 3]
+                surface = set_depths[c][np.minimum(pixels[:, 1], set_depths[c].shape[0] - 1),
+                                        np.minimum(pixels[:, 0], set_depths[c].shape[1] - 1)]
+                inside &= (surface <= 0) | (z <= surface * 1.05)
             seen += inside
             inside_all &= ~inside | masks[c, t][pixels[:, 1], pixels[:, 0]]
         keep |= inside_all & (seen >= min_cameras)
@@ -254,11 +267,12 @@ def _carve(footage: ShotFootage, masks: np.ndarray, instants: list[int], points:
 
 
 def _hull_region(footage: ShotFootage, masks: np.ndarray, set_points: np.ndarray,
-                 config: InitConfig) -> tuple[np.ndarray, float]:
+                 config: InitConfig, set_depths: list[np.ndarray] | None = None) -> tuple[np.ndarray, float]:
     """The box holding every instant's hull (carved on a coarse grid over the set), and the fine voxel size."""
     low, high = _set_box(footage, set_points)
     grid = _grid(low, high, config.hull_voxels // 2)
-    occupied = grid[_carve(footage, masks, list(range(len(footage.times))), grid, config.hull_min_cameras)]
+    occupied = grid[_carve(footage, masks, list(range(len(footage.times))), grid, config.hull_min_cameras,
+                           set_depths)]
     if len(occupied) == 0:
         return np.stack([low, low]), float((high - low).max() / config.hull_voxels)
     step = (high - low).max() / (config.hull_voxels // 2)
@@ -287,13 +301,13 @@ def _grid(low: np.ndarray, high: np.ndarray, n: int) -> np.ndarray:
 
 
 def _instant_hull(footage: ShotFootage, masks: np.ndarray, t: int, region: np.ndarray,
-                  config: InitConfig) -> tuple[np.ndarray, np.ndarray]:
+                  config: InitConfig, set_depths: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Instant t's hull points (jittered inside their voxels) and their mean colour in the cameras [0, 1]."""
     if not (region[1] > region[0]).all():
         return np.zeros((0, 3)), np.zeros((0, 3))
     step = (region[1] - region[0]).max() / config.hull_voxels
     points = _grid(region[0], region[1], config.hull_voxels)
-    points = points[_carve(footage, masks, [t], points, config.hull_min_cameras)]
+    points = points[_carve(footage, masks, [t], points, config.hull_min_cameras, set_depths)]
     rng = np.random.default_rng(config.seed + t)
     points = points + rng.uniform(-step / 2, step / 2, points.shape)
     colors, count = np.zeros((len(points), 3)), np.zeros((len(points), 1))

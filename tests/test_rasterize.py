@@ -198,7 +198,8 @@ def _assert_same_grads(scene, colors, alphas, ref_colors, ref_alphas, keys, extr
     for name, a, b in zip(list(keys) + ["extra"] * len(extra), ours, refs):
         scale = b.abs().max()
         assert scale > 0, name
-        assert (a - b).abs().max() <= 2e-5 * scale, (name, float((a - b).abs().max()), float(scale))
+        # float32 sums in another order (tiles, threads): 1e-4 of the largest gradient (a wrong term is ~1e-1)
+        assert (a - b).abs().max() <= 1e-4 * scale, (name, float((a - b).abs().max()), float(scale))
 
 
 @pytest.mark.parametrize("packed, mode, sh_degree", [(True, "RGB", None), (False, "RGB+ED", None),

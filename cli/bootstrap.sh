@@ -9,9 +9,10 @@ VENV="${RESHOOT_VENV:-$REPO/.venv}"
 PYTHON="${PYTHON:-python3}"
 say() { printf '\033[1m[reshoot setup]\033[0m %s\n' "$*" >&2; }
 
-# 1. Debian packages: Mesa's EGL for the sample's headless mesh renderer (pyrender); libusb for open3d.
+# 1. Debian packages: Mesa's EGL for the sample's headless mesh renderer (pyrender); libusb for open3d;
+#    g++ for reshoot's compiled CPU kernels.
 missing=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libusb-1.0-0; do
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libusb-1.0-0 g++; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -45,4 +46,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -c "import OpenGL; assert OpenGL.__version__ == '3.1.10', OpenGL.__version__"
   echo "$want" > "$stamp"
 fi
+
+# 4. reshoot's compiled CPU kernels (g++ and ninja; once per machine; a failure is not fatal: the torch
+#    rasterizer runs instead, slower, with a warning).
+"$VENV/bin/python" -m reshoot.splat.kernels || say "continuing without the compiled kernels"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"

@@ -15,9 +15,10 @@ Training resumes from the stage's scratch checkpoint when a run with the same in
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ import torch
 from reshoot.atomic import atomic_write_bytes, atomic_write_json
 from reshoot.metrics import psnr, ssim
 from reshoot.progress import track
-from reshoot.splat.data import ShotFootage, load_set_stills, load_shot_footage
-from reshoot.splat.dense import DenseConfig, dense_set_points
+from reshoot.splat.data import SetStills, ShotFootage, load_set_stills, load_shot_footage
+from reshoot.splat.dense import DenseConfig, DenseSet, dense_set_points
 from reshoot.splat.init import InitConfig, initial_params, motion_masks, performance_masks, set_views
 from reshoot.splat.priors import depth_priors
 from reshoot.splat.ply import write_splats_ply
@@ -117,30 +118,10 @@ def run_reconstruct(workspace: Workspace, config: ReconstructConfig = Reconstruc
 
 def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]:
     device = choose_device(config.device)
-    with ctx.timer("load"):
-        footage = load_shot_footage(ctx.workspace.root, config.downscale, config.frame_step, masks=config.masks)
-        full = footage
-        if config.holdout:
-            footage = footage.without(config.holdout)
-        xyz, rgb = read_points_ply(ctx.workspace.stage_dir("register") / "sparse_points.ply")
-        width = int(footage.cameras.image_size[:, 0].max())
-        stills = load_set_stills(ctx.workspace.root, max_width=width) if config.stills else None
-    init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
-    motion = motion_masks(footage, init.motion_threshold)
-    dense, priors = None, None
-    views = set_views(footage, motion, stills) if config.dense else []
-    if len(views) >= 2:  # stereo needs two views of the set (one camera with no survey has none to pair)
-        with ctx.timer("dense"):
-            dense = dense_set_points(views, xyz, DenseConfig(seed=config.seed))
-            write_points_ply(ctx.out_dir / "dense_points.ply", dense.xyz, (dense.rgb * 255).round().astype(np.uint8))
-            priors = depth_priors(dense.xyz, footage.cameras, stills.cameras if stills else None)
-    with ctx.timer("init"):
-        params, report = initial_params(footage, xyz, rgb, init, masks=motion,
-                                        dense=(dense.xyz, dense.rgb) if dense is not None else None,
-                                        set_depths=priors.cameras if priors is not None else None)
-    scene = DynamicScene(params, config.sh_degree).to(device)
-    trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage),
-                      stills=stills, moving=performance_masks(motion), priors=priors)
+    setup = prepare_training(ctx.workspace.root, config, device, ctx.timer, ctx.out_dir)
+    trainer, footage, full, stills, dense, report = (setup.trainer, setup.footage, setup.full, setup.stills,
+                                                     setup.dense, setup.init_report)
+    scene = trainer.scene
     with ctx.timer("training"):
         history = trainer.run(ctx.scratch_dir / "checkpoint.pt")
     with ctx.timer("outputs"):
@@ -154,6 +135,53 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
         with ctx.timer("holdout"):
             summary["holdout"] = evaluate_camera(scene, full, config.holdout, ctx.out_dir)
     return summary
+
+
+@dataclass
+class TrainingSetup:
+    """Everything reconstruct builds before its training loop (see :func:`prepare_training`)."""
+
+    trainer: Trainer
+    footage: ShotFootage  # what trains (without the held-out camera)
+    full: ShotFootage  # every camera
+    stills: SetStills | None
+    dense: DenseSet | None
+    init_report: Any
+
+
+def prepare_training(root: Path, config: ReconstructConfig, device: torch.device,
+                     timer: Callable[[str], AbstractContextManager] = lambda name: nullcontext(),
+                     out_dir: Path | None = None) -> TrainingSetup:
+    """Load the workspace's footage, stills and sparse points, build the dense set and the initial Gaussians, and
+    return the trainer reconstruct runs (also what ``reshoot bench`` times a training step on). ``out_dir``, if
+    given, receives ``dense_points.ply``; ``timer(name)`` times each part."""
+    with timer("load"):
+        footage = load_shot_footage(root, config.downscale, config.frame_step, masks=config.masks)
+        full = footage
+        if config.holdout:
+            footage = footage.without(config.holdout)
+        xyz, rgb = read_points_ply(root / "register" / "sparse_points.ply")
+        width = int(footage.cameras.image_size[:, 0].max())
+        stills = load_set_stills(root, max_width=width) if config.stills else None
+    init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
+    motion = motion_masks(footage, init.motion_threshold)
+    dense, priors = None, None
+    views = set_views(footage, motion, stills) if config.dense else []
+    if len(views) >= 2:  # stereo needs two views of the set (one camera with no survey has none to pair)
+        with timer("dense"):
+            dense = dense_set_points(views, xyz, DenseConfig(seed=config.seed))
+            if out_dir is not None:
+                write_points_ply(out_dir / "dense_points.ply", dense.xyz,
+                                 (dense.rgb * 255).round().astype(np.uint8))
+            priors = depth_priors(dense.xyz, footage.cameras, stills.cameras if stills else None)
+    with timer("init"):
+        params, report = initial_params(footage, xyz, rgb, init, masks=motion,
+                                        dense=(dense.xyz, dense.rgb) if dense is not None else None,
+                                        set_depths=priors.cameras if priors is not None else None)
+    scene = DynamicScene(params, config.sh_degree).to(device)
+    trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage),
+                      stills=stills, moving=performance_masks(motion), priors=priors)
+    return TrainingSetup(trainer, footage, full, stills, dense, report)
 
 
 def _dense_summary(report: dict[str, Any]) -> dict[str, Any]:

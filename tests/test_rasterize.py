@@ -1,5 +1,6 @@
 """The CPU rasterizer against a brute-force compositor, gsplat's projection, finite differences and gsplat's
-DefaultStrategy (and, on a GPU, against gsplat's CUDA rasterizer itself)."""
+DefaultStrategy (and, on a GPU, against gsplat's CUDA rasterizer itself). Every test runs twice: with the
+compiled compositing kernels (reshoot.splat.kernels) and with the torch twin alone."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from reshoot.splat import _gsplat_torch as gst
 from reshoot.splat import rasterize as R
+from reshoot.splat.kernels import composite_kernels
 from reshoot.splat.rasterize import rasterization, rasterize_cpu
 
 GRAD_KEYS = ("means", "quats", "scales", "opacities", "colors")
@@ -22,6 +24,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "twin"])
+def engine(request, monkeypatch):
+    """Composite with the compiled kernels, or with the torch twin alone."""
+    if request.param == "twin":
+        monkeypatch.setattr(R, "_compiled", lambda colors: None)
+    elif composite_kernels() is None:
+        pytest.skip("reshoot's compiled CPU kernels are not built here (see the KernelWarning); the twin runs")
+    return request.param
 
 
 # ---------------------------------------------------------------- reference and scenes

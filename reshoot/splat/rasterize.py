@@ -417,6 +417,17 @@ class _Composite(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, plan: TilePlan, absgrad: bool):
         # means2d [..., 2], conics [..., 3], opacities [...], colors [M, D]; "..." flattens to M entries
+        ctx.absgrad, ctx.means2d, ctx.kernels = absgrad, means2d, _compiled(colors)
+        if ctx.kernels is not None:
+            table = _table(means2d, conics, opacities, colors).detach().contiguous()
+            out, alphas, last = ctx.kernels.composite_forward(
+                table, plan.flatten_ids, plan.tile_keys, plan.tile_starts, plan.tile_counts,
+                plan.n_images * plan.tile_width * plan.tile_height, plan.tile_size, plan.tile_width,
+                plan.tile_width * plan.tile_height)
+            ctx.plan = plan
+            ctx.save_for_backward(means2d, conics, opacities, colors, table, alphas, last)
+            ctx.mark_non_differentiable(last)
+            return out, alphas
         rows = plan.rows(_table(means2d, conics, opacities, colors))
         n_tiles, P, D = plan.n_images * plan.tile_width * plan.tile_height, plan.tile_size ** 2, colors.shape[-1]
         out, alphas = colors.new_zeros(n_tiles, P, D), colors.new_zeros(n_tiles, P, 1)
@@ -425,12 +436,14 @@ class _Composite(torch.autograd.Function):
             tiles = plan.gather(batch, rows)
             color, T = _blend_batch(tiles, basis)
             out[tiles.keys], alphas[tiles.keys] = color, (1.0 - T)[..., None]
-        ctx.plan, ctx.rows, ctx.absgrad, ctx.means2d = plan, rows, absgrad, means2d  # rows: no grad, kept as is
+        ctx.plan, ctx.rows = plan, rows  # rows: no grad, kept as is
         ctx.save_for_backward(means2d, conics, opacities, colors, out, alphas)
         return out, alphas
 
     @staticmethod
     def backward(ctx, v_out, v_alphas):
+        if ctx.kernels is not None:
+            return _compiled_backward(ctx, v_out, v_alphas)
         means2d, conics, opacities, colors, out, alphas = ctx.saved_tensors
         plan, rows = ctx.plan, ctx.rows
         sums = rows.new_zeros(len(rows) + 1, 6 + colors.shape[1])  # per intersection (+ a sink for padding)
@@ -448,6 +461,30 @@ class _Composite(torch.autograd.Function):
             ctx.means2d.absgrad = abs_grads.reshape(means2d.shape)
         return (grads[:, :2].reshape(means2d.shape), grads[:, 2:5].reshape(conics.shape),
                 grads[:, 5].reshape(opacities.shape), grads[:, 6:], None, None)
+
+
+def _compiled(colors: Tensor):
+    """The compiled compositing kernels (reshoot.splat.kernels) for float32 CPU tensors, else None (the twin)."""
+    if colors.device.type != "cpu" or colors.dtype != torch.float32:
+        return None
+    from reshoot.splat.kernels import composite_kernels
+
+    return composite_kernels()
+
+
+def _compiled_backward(ctx, v_out: Tensor, v_alphas: Tensor) -> tuple:
+    """_Composite's backward through the compiled kernels: per intersection gradients, summed per entry."""
+    means2d, conics, opacities, colors, table, alphas, last = ctx.saved_tensors
+    plan = ctx.plan
+    per_isect, abs_isect = ctx.kernels.composite_backward(
+        table, plan.flatten_ids, plan.tile_keys, plan.tile_starts, plan.tile_counts, alphas, last, v_out, v_alphas,
+        plan.tile_size, plan.tile_width, plan.tile_width * plan.tile_height, ctx.absgrad)
+    grads = table.new_zeros(table.shape).index_add_(0, plan.flatten_ids, per_isect)
+    if ctx.absgrad:
+        ctx.means2d.absgrad = table.new_zeros(len(table), 2).index_add_(0, plan.flatten_ids, abs_isect) \
+            .reshape(means2d.shape)
+    return (grads[:, :2].reshape(means2d.shape), grads[:, 2:5].reshape(conics.shape),
+            grads[:, 5].reshape(opacities.shape), grads[:, 6:], None, None)
 
 
 def _table(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor) -> Tensor:

@@ -261,8 +261,9 @@ class Trainer:
         rates = {"means": c.lr_means * s, "scales": c.lr_scales, "quats": c.lr_quats, "opacities": c.lr_opacities,
                  "sh0": c.lr_sh0, "shN": c.lr_shN, "velocities": c.lr_motion * s, "accels": c.lr_motion * s,
                  "omegas": c.lr_quats, "times": c.lr_times, "time_scales": c.lr_time_scales}
+        fused = self.scene.params["means"].dtype in (torch.float32, torch.float64)  # one pass per tensor, not ten
         optimizers = {name: torch.optim.Adam([{"params": self.scene.params[name], "lr": lr, "name": name}],
-                                             eps=1e-15) for name, lr in rates.items()}
+                                             eps=1e-15, fused=fused) for name, lr in rates.items()}
         self.appearance_optimizer = torch.optim.Adam([self.appearance], lr=c.lr_appearance if c.appearance else 0.0)
         return optimizers
 

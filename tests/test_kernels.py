@@ -92,7 +92,7 @@ def test_float64_and_disabled_kernels_use_the_twin(monkeypatch):
 
 def test_a_failed_build_warns_once_and_the_twin_renders(monkeypatch):
     def broken(verbose=False):
-        raise RuntimeError("Error building extension 'reshoot_composite'\ng++: not found")
+        raise RuntimeError("Error building extension 'reshoot_kernels'\ng++: not found")
 
     monkeypatch.setattr(K, "build", broken)
     K.composite_kernels.cache_clear()
@@ -114,6 +114,28 @@ def test_a_failed_build_warns_once_and_the_twin_renders(monkeypatch):
 def test_the_build_cache_is_keyed_by_source_torch_and_cpu(monkeypatch, tmp_path):
     monkeypatch.setenv("RESHOOT_KERNELS_CACHE", str(tmp_path))
     first = K.cache_dir()
-    assert first.parent == tmp_path and first.name.startswith("composite-")
+    assert first.parent == tmp_path and first.name.startswith("kernels-")
     monkeypatch.setattr(K, "_cpu_features", lambda: "flags : fpu sse2")
     assert K.cache_dir() != first  # another CPU never loads a -march=native build made for this one
+
+
+def test_projection_clamps_and_culls_as_the_twin(monkeypatch):
+    """Gaussians wide of the field of view (the Jacobian's x/z, y/z clamped), behind the camera and beyond the far
+    plane: the compiled projection's values and gradients are the twin's."""
+    scene = make_scene(N=1500, C=2, W=64, H=48, seed=8, opacity=(0.3, 0.9))
+    scene["means"] = scene["means"] * torch.tensor([6.0, 5.0, 3.0])  # many far outside the view, some behind
+    scene["scales"] = scene["scales"] * 4  # big enough that off-view ones still reach the image
+    results = render_both(scene, monkeypatch, far_plane=5.5, packed=False)
+    assert results["compiled"][1].mean() > 0.2
+    assert_same(results)
+    meta = {}
+    for engine in ("compiled", "twin"):
+        monkeypatch.setattr(R, "_compiled", R._compiled if engine == "compiled" else (lambda colors: None))
+        meta[engine] = R.rasterization(**scene, far_plane=5.5, packed=False)[2]
+        monkeypatch.undo()
+    radii = (meta["compiled"]["radii"] - meta["twin"]["radii"]).abs()  # ceil() of float-rounded extents
+    assert radii.max() <= 1 and (radii > 0).float().mean() < 0.01
+    lim = scene["Ks"][0, 0, 2] / scene["Ks"][0, 0, 0] * 1.35  # x/z beyond the Jacobian's clamp, in the first view
+    assert (meta["twin"]["radii"][0, :, 0] > 0)[(scene["means"][:, 0] / (scene["means"][:, 2] + 4)).abs() > lim].any()
+    for key in ("means2d", "depths", "conics", "opacities"):
+        torch.testing.assert_close(meta["compiled"][key], meta["twin"][key], rtol=1e-4, atol=1e-4)

@@ -1,7 +1,8 @@
 """reshoot's compiled CPU kernels: loaded (and built on first use) through torch's C++ extension API.
 
 ``csrc/composite.cpp`` composites tiles of projected Gaussians front to back, forward and backward,
-parallel over tiles on torch's threads. It is built with the system C++ compiler (g++) and ninja into
+parallel over tiles on torch's threads; ``csrc/project.cpp`` projects 3D Gaussians into pinhole cameras
+(gsplat's EWA maths), forward and backward, parallel over Gaussians. It is built with the system C++ compiler (g++) and ninja into
 a cache folder (``$RESHOOT_KERNELS_CACHE``, else ``~/.cache/reshoot/kernels``), keyed by the source and
 the torch version, so a build happens once per machine (about half a minute); ``cli/bootstrap.sh`` runs
 it at set-up. If it cannot be built or loaded, :func:`composite_kernels` returns None after one clear
@@ -20,7 +21,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-SOURCE = Path(__file__).parent / "csrc" / "composite.cpp"
+SOURCES = [Path(__file__).parent / "csrc" / name for name in ("bindings.cpp", "composite.cpp", "project.cpp")]
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]  # for the machine it runs on
 
 
@@ -33,9 +34,9 @@ def cache_dir() -> Path:
     import torch
 
     root = Path(os.environ.get("RESHOOT_KERNELS_CACHE") or Path.home() / ".cache" / "reshoot" / "kernels")
-    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + " ".join(FLAGS + ["-fopenmp"]).encode()
+    key = hashlib.sha256(b"".join(path.read_bytes() for path in SOURCES) + torch.__version__.encode() + " ".join(FLAGS + ["-fopenmp"]).encode()
                          + _cpu_features().encode())
-    return root / f"composite-{key.hexdigest()[:12]}"
+    return root / f"kernels-{key.hexdigest()[:12]}"
 
 
 def _cpu_features() -> str:
@@ -60,7 +61,7 @@ def build(verbose: bool = False) -> ModuleType:
 
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    return cpp_extension.load(name="reshoot_composite", sources=[str(SOURCE)], build_directory=str(folder),
+    return cpp_extension.load(name="reshoot_kernels", sources=[str(path) for path in SOURCES], build_directory=str(folder),
                               extra_cflags=FLAGS + ["-fopenmp"], extra_ldflags=["-fopenmp"], verbose=verbose)
 
 

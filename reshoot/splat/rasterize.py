@@ -195,28 +195,35 @@ def project_gaussians(means: Tensor, quats: Tensor | None, scales: Tensor | None
     Args: means ``[N, 3]``, quats ``[N, 4]`` and scales ``[N, 3]`` (or covars ``[N, 3, 3]``),
     opacities ``[N]``, viewmats ``[C, 4, 4]``, Ks ``[C, 3, 3]``.
     """
-    if covars is None:
-        covars = gst.quat_scale_to_covar(quats, scales)  # [N, 3, 3]
-    means_c, covars_c = gst.world_to_cam(means, covars, viewmats)  # [C, N, 3], [C, N, 3, 3]
-    depths = means_c[..., 2]
-    in_depth = (depths >= near_plane) & (depths <= far_plane)
-    unit_z = torch.zeros_like(means_c[:1, :1]).index_fill_(-1, torch.tensor([2], device=means.device), 1.0)
-    means_c = torch.where(in_depth[..., None], means_c, unit_z)  # culled ones never divide by a zero z
-    means2d, cov2d = gst.persp_proj(means_c, covars_c, Ks, width, height)
-    det_orig = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
-    cov2d = cov2d + torch.eye(2, dtype=cov2d.dtype, device=cov2d.device) * eps2d
-    det = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
+    kernels = None if covars is not None or viewmats.requires_grad else _compiled(means)
+    if kernels is not None:  # the compiled twin of the four lines below
+        means2d, cov2d, depths = _Project.apply(means, quats, scales, viewmats, Ks, width, height, near_plane,
+                                                far_plane, kernels)
+        xx, xy, yy = cov2d.unbind(-1)
+        in_depth = (depths >= near_plane) & (depths <= far_plane)
+    else:
+        if covars is None:
+            covars = gst.quat_scale_to_covar(quats, scales)  # [N, 3, 3]
+        means_c, covars_c = gst.world_to_cam(means, covars, viewmats)  # [C, N, 3], [C, N, 3, 3]
+        depths = means_c[..., 2]
+        in_depth = (depths >= near_plane) & (depths <= far_plane)
+        unit_z = torch.zeros_like(means_c[:1, :1]).index_fill_(-1, torch.tensor([2], device=means.device), 1.0)
+        means_c = torch.where(in_depth[..., None], means_c, unit_z)  # culled ones never divide by a zero z
+        means2d, cov = gst.persp_proj(means_c, covars_c, Ks, width, height)
+        xx, xy, yy = cov[..., 0, 0], (cov[..., 0, 1] + cov[..., 1, 0]) / 2.0, cov[..., 1, 1]
+    det_orig = xx * yy - xy * xy
+    xx, yy = xx + eps2d, yy + eps2d
+    det = xx * yy - xy * xy
     ok = in_depth & (det > 0)
     det = torch.where(ok, det, torch.ones_like(det))
-    conics = torch.stack([cov2d[..., 1, 1] / det, -(cov2d[..., 0, 1] + cov2d[..., 1, 0]) / 2.0 / det,
-                          cov2d[..., 0, 0] / det], dim=-1)
+    conics = torch.stack([yy / det, -xy / det, xx / det], dim=-1)
     opac = opacities[None].expand_as(depths)
     if antialiased:
         opac = opac * torch.sqrt(torch.clamp(det_orig / det, min=0.0))
     with torch.no_grad():
         extend = torch.sqrt(2.0 * torch.log(opac.clamp(min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
         extend = extend.clamp(max=RADIUS_SIGMAS)  # gsplat's opacity-aware bound
-        var = torch.stack([cov2d[..., 0, 0], cov2d[..., 1, 1]], dim=-1).clamp(min=0.0)
+        var = torch.stack([xx, yy], dim=-1).clamp(min=0.0)
         radius = torch.ceil(extend[..., None] * torch.sqrt(var))  # [C, N, 2]
         ok = ok & (opac >= ALPHA_THRESHOLD) & ~((radius[..., 0] <= radius_clip) & (radius[..., 1] <= radius_clip))
         ok = ok & (means2d[..., 0] + radius[..., 0] > 0) & (means2d[..., 0] - radius[..., 0] < width)
@@ -461,6 +468,26 @@ class _Composite(torch.autograd.Function):
             ctx.means2d.absgrad = abs_grads.reshape(means2d.shape)
         return (grads[:, :2].reshape(means2d.shape), grads[:, 2:5].reshape(conics.shape),
                 grads[:, 5].reshape(opacities.shape), grads[:, 6:], None, None)
+
+
+class _Project(torch.autograd.Function):
+    """The compiled EWA projection (csrc/project.cpp): means2d, cov2d (xx, xy, yy) and depths, differentiable
+    with respect to means, quats and scales."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, width, height, near_plane, far_plane, kernels):
+        args = (viewmats.detach().float().contiguous(), Ks.detach().float().contiguous(), int(width), int(height),
+                float(near_plane), float(far_plane))
+        inputs = (means.detach().contiguous(), quats.detach().contiguous(), scales.detach().contiguous())
+        ctx.args, ctx.kernels = args, kernels
+        ctx.save_for_backward(*inputs)
+        return tuple(kernels.project_forward(*inputs, *args))
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_cov2d, v_depths):
+        v_means, v_quats, v_scales = ctx.kernels.project_backward(*ctx.saved_tensors, *ctx.args, v_means2d, v_cov2d,
+                                                                  v_depths)
+        return v_means, v_quats, v_scales, None, None, None, None, None, None, None
 
 
 def _compiled(colors: Tensor):

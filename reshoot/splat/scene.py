@@ -89,16 +89,23 @@ class DynamicScene(torch.nn.Module):
 
     def at(self, t: float, active_sh_degree: int | None = None, index: Tensor | None = None) -> GaussiansAt:
         """The Gaussians at normalised shot time ``t``: all of them, or those at ``index`` [M] (cheaper)."""
-        p = self.params if index is None else {name: value[index] for name, value in self.params.items()}
-        dynamic = p["dynamic"]
-        dt = (t - p["times"]) * dynamic  # [N]; 0 for static Gaussians
-        means = p["means"] + p["velocities"] * dt[:, None] + p["accels"] * (dt * dt)[:, None]
-        quats = F.normalize(p["quats"] + p["omegas"] * dt[:, None], dim=-1)
-        fade = torch.exp(-(dt / p["time_scales"].exp().clamp_min(MIN_TIME_SCALE)) ** 2)
-        opacities = torch.sigmoid(p["opacities"]) * torch.where(dynamic > 0, fade, torch.ones_like(fade))
         degree = self.sh_degree if active_sh_degree is None else min(active_sh_degree, self.sh_degree)
-        colors = torch.cat([p["sh0"], p["shN"]], dim=1)[:, :(degree + 1) ** 2]
-        return GaussiansAt(means, quats, torch.exp(p["scales"]), opacities, colors, degree)
+        p = self.params
+
+        def take(value: Tensor) -> Tensor:  # index_select: its backward adds rows, cheaper than indexing's
+            return value if index is None else value.index_select(0, index)
+
+        dynamic = take(p["dynamic"])
+        means, quats = take(p["means"]), take(p["quats"])
+        opacities = torch.sigmoid(take(p["opacities"]))
+        colors = torch.cat([take(p["sh0"]), take(p["shN"][:, :(degree + 1) ** 2 - 1])], dim=1)
+        if bool((dynamic > 0).any()):  # motion: static Gaussians (dt = 0) stay out of it, and out of its backward
+            dt = (t - take(p["times"])) * dynamic  # [M]; 0 for static Gaussians
+            means = means + take(p["velocities"]) * dt[:, None] + take(p["accels"]) * (dt * dt)[:, None]
+            quats = quats + take(p["omegas"]) * dt[:, None]
+            fade = torch.exp(-(dt / take(p["time_scales"]).exp().clamp_min(MIN_TIME_SCALE)) ** 2)
+            opacities = opacities * torch.where(dynamic > 0, fade, torch.ones_like(fade))
+        return GaussiansAt(means, F.normalize(quats, dim=-1), torch.exp(take(p["scales"])), opacities, colors, degree)
 
     def dynamic_centre(self, t: float, min_opacity: float = 0.3) -> np.ndarray:
         """Where the moving things are at time ``t``: the opacity-weighted median position of the dynamic Gaussians

@@ -255,9 +255,3 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor table, torch::Tensor
   });
   return {grads, abs_grads};
 }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "reshoot's compiled CPU compositing kernels (see reshoot/splat/kernels.py)";
-  m.def("composite_forward", &composite_forward, "front-to-back compositing of tiles (forward)");
-  m.def("composite_backward", &composite_backward, "front-to-back compositing of tiles (backward)");
-}

@@ -32,12 +32,14 @@ from reshoot.splat.init import InitConfig, initial_params, motion_masks, perform
 from reshoot.splat.priors import depth_priors
 from reshoot.splat.ply import write_splats_ply
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
+from reshoot.splat.scan import Alignment, SetScan, align_scan_to_points, aligned_scan, load_set_scan, read_similarity
 from reshoot.splat.scene import DynamicScene
 from reshoot.splat.train import PRESETS, Trainer, TrainConfig, render
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 
 _VERSION = 1
+SCAN_POINTS = 100_000  #: a set scan is sampled to at most this many points (each starts a Gaussian)
 
 
 class ReconstructError(RuntimeError):
@@ -74,6 +76,12 @@ class ReconstructConfig:
     dense: bool = True
     """Start the set on dense geometry (plane-sweep stereo over the set cameras' clean plates and the stills, and
     the planes fitted to it), and use it as a depth prior and to remove floaters; off: the sparse SfM points only."""
+    set_scan: Path | None = None
+    """A production's scan of the set (LiDAR or photogrammetry: .ply points or mesh, .obj, .glb, .gltf): aligned to
+    the registered world and added to the dense set the static Gaussians start on (and its depth prior)."""
+    set_scan_transform: Path | None = None
+    """JSON similarity from the scan's coordinates to the registered world ({"matrix": 4x4} or {"scale", "rotation",
+    "translation"}), refined by ICP; without it the scan is aligned to register's points (FPFH + RANSAC, then ICP)."""
     masks: Path | None = None
     """Folder of training masks <camera>/<frame:06d>.png (ingested frame numbers): black pixels are left out of the
     loss (crew, rigging, screens)."""
@@ -112,7 +120,8 @@ def run_reconstruct(workspace: Workspace, config: ReconstructConfig = Reconstruc
                     force: bool = False) -> StageResult:
     """Build the scene into ``WS/reconstruct`` (see the module docstring)."""
     return workspace.run_stage("reconstruct", config, lambda ctx: _reconstruct(ctx, config),
-                               inputs=[config.masks] if config.masks else [], upstream=["ingest", "register"],
+                               inputs=[p for p in (config.masks, config.set_scan, config.set_scan_transform) if p],
+                               upstream=["ingest", "register"],
                                force=force, version=_VERSION)
 
 
@@ -129,6 +138,7 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
     summary.update(init=asdict(report), device=str(device), strategy=trainer.config.strategy,
                    set_stills=len(stills) if stills else 0, set_steps=trainer.set_steps,
                    dense=_dense_summary(dense.report) if dense is not None else None,
+                   set_scan=_scan_summary(setup.scan) if setup.scan is not None else None,
                    training_steps=trainer.step_idx,
                    final_train_psnr_db=float(np.mean([h["psnr"] for h in history[-4:]])) if history else None)
     if config.holdout:
@@ -147,6 +157,7 @@ class TrainingSetup:
     stills: SetStills | None
     dense: DenseSet | None
     init_report: Any
+    scan: AlignedScan | None = None
 
 
 def prepare_training(root: Path, config: ReconstructConfig, device: torch.device,
@@ -165,23 +176,58 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
         stills = load_set_stills(root, max_width=width) if config.stills else None
     init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
     motion = motion_masks(footage, init.motion_threshold)
-    dense, priors = None, None
+    dense, scan, points = None, None, None
+    if config.set_scan is not None:  # first: a bad scan is reported before minutes of stereo
+        with timer("set_scan"):
+            scan = _aligned_set_scan(config, xyz, rgb)
+            points = (scan.points.xyz, scan.points.rgb.astype(np.float64) / 255.0)
     views = set_views(footage, motion, stills) if config.dense else []
     if len(views) >= 2:  # stereo needs two views of the set (one camera with no survey has none to pair)
         with timer("dense"):
             dense = dense_set_points(views, xyz, DenseConfig(seed=config.seed))
-            if out_dir is not None:
-                write_points_ply(out_dir / "dense_points.ply", dense.xyz,
-                                 (dense.rgb * 255).round().astype(np.uint8))
-            priors = depth_priors(dense.xyz, footage.cameras, stills.cameras if stills else None)
+            stereo = (dense.xyz, dense.rgb)
+            points = stereo if points is None else tuple(np.concatenate(p) for p in zip(stereo, points))
+    priors = None
+    if points is not None:
+        if out_dir is not None:
+            write_points_ply(out_dir / "dense_points.ply", points[0], (points[1] * 255).round().astype(np.uint8))
+        priors = depth_priors(points[0], footage.cameras, stills.cameras if stills else None)
     with timer("init"):
-        params, report = initial_params(footage, xyz, rgb, init, masks=motion,
-                                        dense=(dense.xyz, dense.rgb) if dense is not None else None,
+        params, report = initial_params(footage, xyz, rgb, init, masks=motion, dense=points,
                                         set_depths=priors.cameras if priors is not None else None)
     scene = DynamicScene(params, config.sh_degree).to(device)
     trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage),
                       stills=stills, moving=performance_masks(motion), priors=priors)
-    return TrainingSetup(trainer, footage, full, stills, dense, report)
+    return TrainingSetup(trainer, footage, full, stills, dense, report, scan)
+
+
+@dataclass(frozen=True)
+class AlignedScan:
+    """The set scan in the registered world, and how it got there."""
+
+    points: SetScan  # world coordinates
+    alignment: Alignment
+
+
+def _aligned_set_scan(config: ReconstructConfig, sfm_xyz: np.ndarray, sfm_rgb: np.ndarray) -> AlignedScan:
+    """Load ``config.set_scan`` and align it to register's points (from ``config.set_scan_transform`` if given;
+    the points' colours choose between turns of a boxy set that fit alike)."""
+    try:
+        scan = load_set_scan(Path(config.set_scan), max_points=SCAN_POINTS, seed=config.seed)
+        initial = read_similarity(Path(config.set_scan_transform)) if config.set_scan_transform else None
+        alignment = align_scan_to_points(scan.xyz, sfm_xyz, initial=initial, scan_rgb=scan.rgb, sfm_rgb=sfm_rgb)
+    except (ValueError, OSError) as error:  # the messages name the file and say what to do
+        raise ReconstructError(f"--set-scan: {error}") from None
+    return AlignedScan(aligned_scan(scan, alignment), alignment)
+
+
+def _scan_summary(scan: AlignedScan) -> dict[str, Any]:
+    """The set scan's figures for the manifest: file, points and the alignment (method, fit, similarity)."""
+    a = scan.alignment
+    return {"file": str(scan.points.source), "kind": scan.points.kind, "points": len(scan.points.xyz),
+            "method": a.method, "inlier_fraction": round(a.inlier_fraction, 4), "median_error": a.median_error,
+            "colour_agreement": a.colour_agreement,
+            "similarity": a.similarity.describe()}
 
 
 def _dense_summary(report: dict[str, Any]) -> dict[str, Any]:

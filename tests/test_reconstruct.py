@@ -4,6 +4,7 @@ training that learns, the outputs, the held-out evaluation, and resuming from a 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -14,13 +15,13 @@ from PIL import Image
 from reshoot.cameras import Cameras
 from reshoot.evaluation import sample_geometry_errors, sample_registration_errors
 from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct
+from reshoot.reconstruct import ReconstructConfig, ReconstructError, evaluate_camera, load_scene, run_reconstruct
 from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat.data import _undistort_maps, load_shot_footage
 from reshoot.splat.init import InitConfig, initial_params, motion_masks
 from reshoot.splat.ply import read_splats_ply
-from reshoot.splat.pointcloud import read_points_ply
+from reshoot.splat.pointcloud import read_points_ply, write_points_ply
 from reshoot.splat.scene import DynamicScene
 from reshoot.splat.train import Trainer, TrainConfig, render
 from reshoot.workspace import Workspace
@@ -203,3 +204,30 @@ def test_mcmc_training_on_cpu_grows_by_five_percent_and_learns(registered):
     assert ReconstructConfig().train_config("cuda").strategy == "mcmc"
     assert ReconstructConfig().train_config("cpu").strategy == "default"
     assert ReconstructConfig(strategy="mcmc").train_config("cpu").strategy == "mcmc"
+
+
+def test_a_set_scan_is_aligned_to_the_registered_world_and_starts_the_set(registered, tmp_path):
+    shoot, ws, _ = registered
+    copy = Workspace(shutil.copytree(ws.root, tmp_path / "ws", ignore=shutil.ignore_patterns("reconstruct")))
+    config = ReconstructConfig(steps=2, sh_degree=0, dynamic_per_instant=100, dense=False, stills=False,
+                               set_fraction=0, set_scan=shoot.root / "set_scan.ply")
+    result = run_reconstruct(copy, config)
+    scan = result.manifest["summary"]["set_scan"]
+    assert scan["method"] == "global+icp" and scan["points"] == 80_000 and scan["inlier_fraction"] > 0.8, scan
+    xyz, _ = read_points_ply(result.path / "dense_points.ply")  # the scan in the registered world
+    geometry = sample_geometry_errors(copy.stage_dir("register"), shoot, xyz)
+    # (median: the z-buffer of 80k points and the registration of this tiny sample, as for the dense set above)
+    assert geometry["coverage"] > 0.9 and geometry["median_error_m"] < 0.1, geometry
+    # the scan's similarity (its world -> registered) is the registration's own (truth -> registered)
+    scan_to_world = np.array(scan["similarity"]["matrix"])
+    truth_to_world = np.linalg.inv(sample_registration_errors(copy.stage_dir("register"), shoot).truth_from_estimated)
+    scales = [np.cbrt(np.linalg.det(m[:3, :3])) for m in (scan_to_world, truth_to_world)]
+    turn = (scan_to_world[:3, :3] / scales[0]) @ (truth_to_world[:3, :3] / scales[1]).T
+    angle = np.degrees(np.arccos(np.clip((np.trace(turn) - 1) / 2, -1, 1)))
+    assert angle < 3.0 and abs(scales[0] / scales[1] - 1) < 0.03, (angle, scales)  # turned wrongly: 90+
+    # a scan of something else is refused before any training, naming the flag
+    sphere = np.random.default_rng(0).normal(size=(5000, 3))
+    write_points_ply(tmp_path / "sphere.ply", sphere / np.linalg.norm(sphere, axis=1, keepdims=True),
+                     np.full((5000, 3), 128, np.uint8))
+    with pytest.raises(ReconstructError, match="--set-scan: .*sphere.ply|--set-scan"):
+        run_reconstruct(copy, replace(config, set_scan=tmp_path / "sphere.ply"), force=True)

@@ -10,6 +10,8 @@ Output folder (``reshoot sample --out DIR``)::
       ground_truth/actor_masks.npz      per camera, where the actor is in every frame (bit-packed)
       survey/                    set survey stills of the empty set, 000.png ... (as a VFX data wrangler
                                  shoots them): they bridge the set cameras for registration
+      set_scan.ply               a LiDAR-like scan of the empty set: coloured points on its surfaces, in the
+                                 sample's world (reconstruct --set-scan aligns it to the registered world)
       contact_sheet.png          every camera at a few synced instants
 
 World time: seconds, the shot starts at 0. Camera ``c`` captures frame ``k`` at world time
@@ -34,12 +36,14 @@ from reshoot.media import write_video
 from reshoot.progress import track
 from reshoot.sample.audio import make_world_sound
 from reshoot.sample.render import MeshRenderer
-from reshoot.sample.scene import SET_HALF_SIZE_M, WALL_HEIGHT_M, ActorMotion, build_actor, build_set, landmarks
+from reshoot.sample.scene import (SET_HALF_SIZE_M, WALL_HEIGHT_M, ActorMotion, TexturedMesh, build_actor, build_set,
+                                  landmarks)
 from reshoot.viz import contact_sheet, save_png
 
 SENSOR_WIDTH_MM = 36.0
 GROUND_TRUTH = "ground_truth.json"
-_FORMAT_VERSION = 2  # 2: set survey stills
+_FORMAT_VERSION = 3  # 2: set survey stills; 3: set scan
+SET_SCAN_POINTS = 80_000  #: points in the sample's set scan
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,23 @@ def _is_complete(shoot: SampleShoot) -> bool:
     return (all(p.is_file() and p.stat().st_size > 0 for p in shoot.videos.values())
             and all((overhead / f"{k:06d}.png").is_file() for k in range(frames))
             and (shoot.root / "ground_truth" / "actor_masks.npz").is_file()
+            and (shoot.root / "set_scan.ply").is_file()
             and all((shoot.root / c["file"]).is_file() for c in shoot.ground_truth["cameras"] if c["role"] == "survey"))
+
+
+def _write_set_scan(meshes: list[TexturedMesh], path: Path, rng: np.random.Generator) -> None:
+    """The empty set as a scanner gives it: coloured points spread evenly on its surfaces (world metres)."""
+    import trimesh
+    from PIL import Image
+
+    from reshoot.splat.pointcloud import write_points_ply
+    from reshoot.splat.scan import sample_surface_points
+
+    surfaces = [trimesh.Trimesh(m.vertices @ m.pose[:3, :3].T + m.pose[:3, 3], m.faces, process=False,
+                                visual=trimesh.visual.TextureVisuals(uv=m.uv, image=Image.fromarray(m.texture)))
+                for m in meshes]
+    xyz, rgb, _ = sample_surface_points(surfaces, SET_SCAN_POINTS, rng)
+    write_points_ply(path, xyz, rgb)
 
 
 def render_sample_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
@@ -206,7 +226,9 @@ def render_sample_shoot(out: Path, config: SampleConfig) -> dict[str, Any]:
                                                     int(np.ceil(end_s * steps_per_s)) + 1)]
     sound = make_world_sound(min(start_s) - 0.1, end_s, clap_s, steps, rng)
 
-    renderer = MeshRenderer(build_set(rng, config.texture_px), build_actor(rng), supersample=config.supersample)
+    set_meshes = build_set(rng, config.texture_px)
+    _write_set_scan(set_meshes, out / "set_scan.ply", np.random.default_rng(config.seed + 1))
+    renderer = MeshRenderer(set_meshes, build_actor(rng), supersample=config.supersample)
     masks: dict[str, np.ndarray] = {}
     entries, sheet_frames = [], {}
     try:

@@ -42,7 +42,7 @@ def _synthetic_rows(work: Path, steps: int | None) -> list[dict[str, Any]]:
     ws = Workspace(work / "ws-reconstruct-synthetic")
     run_ingest(ws, list(shoot.videos.values()), IngestConfig(sync="timecode"))
     run_register(ws, RegisterConfig(survey=shoot.root / "survey"))
-    rows = []
+    rows = training_step_rows(ws)
     # the full scene last: `bench shot` reuses the scene left in this workspace (as `bench all` runs it next)
     for holdout, per_instant in ((None, 0), ("cam1", 1500), (None, 1500)):
         start = time.perf_counter()
@@ -75,6 +75,55 @@ def _synthetic_rows(work: Path, steps: int | None) -> list[dict[str, Any]]:
             rows.append({"benchmark": f"reconstruct synthetic: left-out set camera {holdout}",
                          "result": f"PSNR {h['psnr_db']:.2f} dB, SSIM {h['ssim']:.3f} over {len(h['frames'])} frames",
                          "target": "measured", "pass": None, "detail": detail})
+    return rows
+
+
+def training_step_rows(ws: Workspace, steps: int = 12) -> list[dict[str, Any]]:
+    """Seconds per training step on the workspace's footage (the fast preset, full size), in the set phase (every
+    static Gaussian drawn) and the performance phase (the dynamic ones over the cached set), with the compiled CPU
+    kernels and with the torch twin alone; and where a compiled set-phase step spends its time (torch profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from reshoot.reconstruct import prepare_training
+    from reshoot.splat import rasterize
+    from reshoot.splat.kernels import composite_kernels
+
+    rows, seconds = [], {}
+    compiled = rasterize._compiled
+    engines = [("compiled", compiled)] if composite_kernels() is not None else []
+    for engine, chooser in engines + [("torch twin", lambda colors: None)]:
+        rasterize._compiled = chooser
+        try:
+            trainer = prepare_training(ws.root, ReconstructConfig(), torch.device("cpu")).trainer
+            for phase, first in (("set", 0), ("performance", trainer.set_steps)):
+                trainer.step_idx = first
+                trainer.step()  # warm-up
+                start = time.perf_counter()
+                for _ in range(steps):
+                    trainer.step()
+                seconds[engine, phase] = (time.perf_counter() - start) / steps
+            if engine == "compiled":
+                trainer.step_idx = 0
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    for _ in range(4):
+                        trainer.step()
+        finally:
+            rasterize._compiled = compiled
+    size = "x".join(str(int(v)) for v in trainer.footage.cameras.image_size[0])
+    for phase in ("set", "performance"):
+        twin = seconds["torch twin", phase]
+        result = (f"{seconds['compiled', phase]:.3f} s compiled, {twin:.3f} s torch twin "
+                  f"({twin / seconds['compiled', phase]:.1f}x)" if engines else f"{twin:.3f} s torch twin "
+                  "(compiled kernels not available)")
+        rows.append({"benchmark": f"training step, {phase} phase ({size}, {len(trainer.scene)} Gaussians at start)",
+                     "result": result, "target": "measured", "pass": None,
+                     "detail": f"mean of {steps} steps after a warm-up; {torch.get_num_threads()} torch threads"})
+    if engines:
+        ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:5]
+        total = sum(e.self_cpu_time_total for e in prof.key_averages())
+        rows.append({"benchmark": "  where a compiled set-phase step goes (self CPU time)",
+                     "result": ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in ops),
+                     "target": "measured", "pass": None, "detail": "torch profiler over 4 steps"})
     return rows
 
 

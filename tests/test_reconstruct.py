@@ -231,3 +231,20 @@ def test_a_set_scan_is_aligned_to_the_registered_world_and_starts_the_set(regist
                      np.full((5000, 3), 128, np.uint8))
     with pytest.raises(ReconstructError, match="--set-scan: .*sphere.ply|--set-scan"):
         run_reconstruct(copy, replace(config, set_scan=tmp_path / "sphere.ply"), force=True)
+
+
+def test_bench_times_a_training_step_with_the_kernels_and_the_twin(registered):
+    from reshoot.bench_reconstruct import training_step_rows
+    from reshoot.splat.kernels import composite_kernels
+
+    _, ws, _ = registered
+    rows = training_step_rows(ws, steps=2)
+    assert [r["benchmark"].split(",")[:2] for r in rows[:2]] == [["training step", " set phase (160x90"],
+                                                                  ["training step", " performance phase (160x90"]]
+    for row in rows[:2]:
+        seconds = [float(word) for word in row["result"].replace("(", " ").split() if word[0].isdigit()
+                   and not word.endswith("x)")][:2]
+        assert all(s > 0 for s in seconds), row
+    if composite_kernels() is not None:
+        assert "compiled" in rows[0]["result"] and "self CPU time" in rows[2]["benchmark"]
+        assert rows[2]["result"].count("%") == 5

@@ -191,7 +191,9 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
     if points is not None:
         if out_dir is not None:
             write_points_ply(out_dir / "dense_points.ply", points[0], (points[1] * 255).round().astype(np.uint8))
-        priors = depth_priors(points[0], footage.cameras, stills.cameras if stills else None)
+        train = config.train_config(device.type)
+        priors = depth_priors(points[0], footage.cameras, stills.cameras if stills else None,
+                              pseudo_views=train.pseudo_views if train.coverage_weight > 0 else 0, seed=config.seed)
     with timer("init"):
         params, report = initial_params(footage, xyz, rgb, init, masks=motion, dense=points,
                                         set_depths=priors.cameras if priors is not None else None)

@@ -12,7 +12,7 @@ from reshoot.cameras import Cameras, look_at
 from reshoot.splat.data import SetStills, ShotFootage, normalised_times
 from reshoot.splat.priors import DepthPriors, depth_priors, seen_through, zbuffer_depth
 from reshoot.splat.scene import DynamicScene, concat_params, make_params
-from reshoot.splat.train import Trainer, TrainConfig
+from reshoot.splat.train import Trainer, TrainConfig, render
 
 W, H, T = 48, 32, 4
 
@@ -166,3 +166,42 @@ def test_a_prop_hiding_the_actor_does_not_carve_its_hull():
     depths = [np.zeros((H, W), np.float32), np.full((H, W), 0.5, np.float32)]  # b: a surface 0.5 ahead everywhere
     assert not _carve(footage, masks, [0], actor, 1)[0]  # b carves what it cannot see
     assert _carve(footage, masks, [0], actor, 1, depths)[0]  # behind b's prop: only a decides
+
+
+def test_pseudo_views_sit_between_and_above_the_cameras_looking_at_the_set():
+    cameras = _cameras(["a", "b"], [(0.0, -2.0, 1.5), (2.0, 0.2, 1.5)])
+    floor = np.stack(np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41), [0.0]), -1).reshape(-1, 3)
+    priors = depth_priors(floor, cameras, pseudo_views=6, seed=3)
+    pseudo = priors.pseudo_cameras
+    assert len(pseudo) == 6 and len(priors.pseudo) == 6 and tuple(pseudo.image_size[0]) == (W // 2, H // 2)
+    up = -cameras.world_to_camera[:, 1, :3].mean(axis=0)
+    heights = pseudo.centers @ up / np.linalg.norm(up)
+    assert heights.min() >= (cameras.centers @ up / np.linalg.norm(up)).min() - 1e-9  # never below the cameras
+    for i, depth in enumerate(priors.pseudo):
+        assert depth.shape == (H // 2, W // 2) and (depth > 0).mean() > 0.3  # each sees the floor
+        xy, _ = pseudo.project(i, floor[len(floor) // 2:len(floor) // 2 + 1])  # the floor's middle: in view
+        assert 0 <= xy[0, 0] < W // 2 and 0 <= xy[0, 1] < H // 2
+    again = depth_priors(floor, cameras, pseudo_views=6, seed=3)
+    np.testing.assert_array_equal(again.pseudo_cameras.world_to_camera, pseudo.world_to_camera)
+
+
+def test_the_coverage_term_closes_holes_the_cameras_never_saw():
+    footage = _footage()
+    footage = ShotFootage(footage.cameras, footage.images, footage.valid, footage.world_to_camera, footage.times,
+                          footage.frames, masks=np.zeros(footage.images.shape[:4], bool))  # the footage sees nothing
+    floor = np.stack(np.meshgrid(np.linspace(-0.6, 0.6, 31), np.linspace(-0.6, 0.6, 31), [0.0]), -1).reshape(-1, 3)
+    priors = depth_priors(floor, footage.cameras, pseudo_views=8, seed=1)
+
+    def pseudo_alpha(weight: float) -> float:
+        params = _params()
+        params["opacities"][:60] = -3.0  # a thin floor: mostly holes
+        scene = DynamicScene(params, 0)
+        trainer = Trainer(footage, scene, TrainConfig(steps=40, set_fraction=0.9, refine_start=1000, lr_opacities=0.2,
+                                                      coverage_weight=weight, depth_weight=0), priors=priors)
+        trainer.run(until=30)
+        with torch.no_grad():
+            alphas = [render(scene, priors.pseudo_cameras.select([c]), 0.0, part="static").alpha[
+                torch.as_tensor(d > 0)].mean() for c, d in zip(priors.pseudo_cameras.camera_ids, priors.pseudo)]
+        return float(np.mean(alphas))
+
+    assert pseudo_alpha(1.0) > pseudo_alpha(0.0) + 0.2

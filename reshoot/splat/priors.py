@@ -4,6 +4,11 @@ The set's dense points (``reshoot.splat.dense``) are drawn into every training v
 should have there. Training pulls the rendered depth of the set towards it (``TrainConfig.depth_weight``), and a
 Gaussian that sits clearly in front of that surface in views that see the surface behind it is in space the cameras
 see through: a floater (``seen_through``), removed at refine steps.
+
+The same points are drawn into *pseudo views* (``pseudo_cameras``): virtual cameras between and above the real ones,
+where no footage exists. A set is solid where its geometry is: there the render must be opaque and at the prior's
+depth (``TrainConfig.coverage_weight``). Without it, set Gaussians that only grazing views constrain thin out or
+vanish, and a new angle from above sees holes in the floor.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 from torch import Tensor
 
 from reshoot._deps import require
-from reshoot.cameras import Cameras
+from reshoot.cameras import Cameras, look_at
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class DepthPriors:
 
     cameras: list[np.ndarray]  # C x [H, W] float32 metres along the optical axis; 0 where unknown
     stills: list[np.ndarray]  # S x [H_s, W_s] float32
+    pseudo_cameras: Cameras | None = None  # P virtual views between and above the real cameras
+    pseudo: tuple[np.ndarray, ...] = ()  # P x [H_p, W_p] float32: the set's depth in each pseudo view
 
     def view(self, appearance_idx: int) -> np.ndarray:
         """The prior of a training view, numbered as the trainer's appearance rows (cameras, then stills)."""
@@ -64,15 +71,52 @@ def zbuffer_depth(points: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
 
 
-def depth_priors(points: np.ndarray, cameras: Cameras, stills: Cameras | None = None) -> DepthPriors:
-    """``zbuffer_depth`` of ``points`` in every set camera (at its first pose) and set still."""
+def depth_priors(points: np.ndarray, cameras: Cameras, stills: Cameras | None = None, pseudo_views: int = 0,
+                 seed: int = 0) -> DepthPriors:
+    """``zbuffer_depth`` of ``points`` in every set camera (at its first pose) and set still, and in
+    ``pseudo_views`` virtual views (:func:`pseudo_cameras`)."""
     def draw(group: Cameras | None) -> list[np.ndarray]:
         if group is None:
             return []
         return [zbuffer_depth(points, group.K[i], group.world_to_camera[i], tuple(int(v) for v in group.image_size[i]))
                 for i in range(len(group))]
 
-    return DepthPriors(draw(cameras), draw(stills))
+    real = [cameras] if stills is None else [cameras, stills]
+    pseudo = pseudo_cameras(real, points, pseudo_views, seed) if pseudo_views > 0 else None
+    return DepthPriors(draw(cameras), draw(stills), pseudo, tuple(draw(pseudo)))
+
+
+def pseudo_cameras(groups: list[Cameras], points: np.ndarray, count: int, seed: int = 0) -> Cameras:
+    """``count`` virtual cameras where no footage is: each at a random mix of two real cameras' centres, raised
+    by up to the cameras' spread along the cameras' mean up direction, looking at a random dense point near the
+    set's middle; the first camera's intrinsics at half its size.
+
+    Args:
+        groups: the real views, registered: the set cameras (whose first camera gives the lens), then the stills.
+        points: [P, 3] the set's dense points (world).
+    """
+    rng = np.random.default_rng(seed)
+    cameras = groups[0]
+    centres = np.concatenate([g.centers for g in groups])  # [C, 3]
+    up = -np.concatenate([g.world_to_camera[:, 1, :3] for g in groups]).mean(axis=0)  # image y points down
+    up /= max(np.linalg.norm(up), 1e-12)
+    spread = float(np.linalg.norm(centres - centres.mean(axis=0), axis=1).max()) or 1.0
+    middle = np.median(points, axis=0)
+    near = points[np.linalg.norm(points - middle, axis=1) <= np.quantile(np.linalg.norm(points - middle, axis=1), 0.5)]
+    width, height = (max(8, int(v) // 2) for v in cameras.image_size[0])
+    scale = width / float(cameras.image_size[0, 0])
+    poses = []
+    for _ in range(count):
+        a, b = rng.choice(len(centres), size=2, replace=len(centres) < 2)
+        eye = centres[a] + rng.uniform(0, 1) * (centres[b] - centres[a]) + rng.uniform(0, 1) * spread * up
+        target = near[rng.integers(len(near))]
+        forward = (target - eye) / max(np.linalg.norm(target - eye), 1e-12)
+        side = np.cross(forward, up)
+        poses.append(look_at(eye, target, up if np.linalg.norm(side) > 1e-3 else cameras.world_to_camera[0, 0, :3]))
+    K = cameras.K[0]
+    return Cameras.create([f"pseudo{i}" for i in range(count)], [K[0, 0] * scale] * count, [K[1, 1] * scale] * count,
+                          [K[0, 2] * scale] * count, [K[1, 2] * scale] * count, np.stack(poses),
+                          np.tile([width, height], (count, 1)))
 
 
 @torch.no_grad()

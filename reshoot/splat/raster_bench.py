@@ -58,6 +58,8 @@ ALL_PAIRS_BUDGET_S = 60.0
 LONG_STEP_S = 5.0
 #: Compiled and twin must agree to this: colours and alphas (absolute), depth and gradients (relative to the largest).
 AGREEMENT_TOLERANCE = 1e-4
+#: ... on all but this share of the pixels and of the Gaussians (rounding can tip a pair across a threshold).
+AGREEMENT_SHARE = 1e-4
 GRAD_KEYS = ("means", "quats", "scales", "opacities", "colors")
 
 
@@ -138,6 +140,7 @@ class StepCost:
     peak_bytes: int  # resident-set growth during one more step
     repeats: int  # timed steps (after one warm-up)
     tile_pairs: int | None  # Gaussian-pixel pairs the tiled compositor takes (None for all-pairs)
+    load: float  # the machine's 1-minute load average just after
 
     @property
     def step_s(self) -> float:
@@ -147,7 +150,7 @@ class StepCost:
 def bench_rasterizer(sizes=SIZES, counts=COUNTS, repeats: int = 3, *, sh_degree: int = 3, n_cameras: int = 4,
                      all_pairs_budget_bytes: int = ALL_PAIRS_BUDGET_BYTES,
                      all_pairs_budget_s: float = ALL_PAIRS_BUDGET_S, long_step_s: float = LONG_STEP_S,
-                     progress: bool | None = None) -> list[dict[str, Any]]:
+                     threads: int | None = None, progress: bool | None = None) -> list[dict[str, Any]]:
     """Forward + backward per step, peak memory and pairs per second per core of the compiled kernels, the torch
     twin and the all-pairs reference, for every size (width, height) and Gaussian count, on the same scenes.
 
@@ -155,16 +158,24 @@ def bench_rasterizer(sizes=SIZES, counts=COUNTS, repeats: int = 3, *, sh_degree:
     2k Gaussians); then per (size, count) one row per engine (the compiled row with its speed-up over the twin;
     all-pairs measured only where its extrapolated memory and step time fit ``all_pairs_budget_bytes`` and
     ``all_pairs_budget_s``); last, ``n_cameras`` cameras in one call with the compiled kernels (largest size,
-    middle count). Steps whose warm-up takes over ``long_step_s`` are timed once. ``progress`` (default: unless
-    ``RESHOOT_QUIET=1``) prints a line per measurement to stderr.
+    middle count). Steps whose warm-up takes over ``long_step_s`` are timed once. ``threads``: torch's intra-op
+    threads while it runs (default: as set). ``progress`` (default: unless ``RESHOOT_QUIET=1``) prints a line per
+    measurement to stderr.
     """
-    log = _Log(progress_enabled() if progress is None else progress)
+    with _torch_threads(threads):
+        return _bench(sizes, counts, repeats, sh_degree, n_cameras, (all_pairs_budget_bytes, all_pairs_budget_s),
+                      long_step_s, _Log(progress_enabled() if progress is None else progress))
+
+
+def _bench(sizes, counts, repeats: int, sh_degree: int, n_cameras: int, budget: tuple[float, float],
+           long_step_s: float, log: "_Log") -> list[dict[str, Any]]:
+    """:func:`bench_rasterizer`'s rows, with torch's threads as they are."""
     missing = kernels_missing()
-    setting = f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f} at start"
+    threads = torch.get_num_threads()
+    setting = f"{threads} torch thread{'s' if threads > 1 else ''}"
     mid_count = counts[len(counts) // 2]
-    rows = [_compiled_vs_twin_row(*sizes[0], mid_count, sh_degree, missing), _tiled_vs_all_pairs_row(sh_degree)]
+    rows = [_compiled_vs_twin_row(*sizes[0], mid_count, sh_degree, missing), _tiled_vs_all_pairs_row(sh_degree, missing)]
     calib = _all_pairs_cost(repeats, sh_degree, long_step_s)
-    budget = (all_pairs_budget_bytes, all_pairs_budget_s)
     log.total = 2 + sum((1 if missing else 2) + calib.fits(n * w * h, *budget) for w, h in sizes for n in counts)
     log("all-pairs cost per pair, " + calib.label, calib.cost)
     single = {}
@@ -202,6 +213,17 @@ def kernels_missing() -> str | None:
         text = str(error).strip()
         return text.splitlines()[-1] if text else type(error).__name__
     return "composite_kernels() returned None earlier in this process"
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    saved = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 @contextlib.contextmanager
@@ -260,7 +282,7 @@ def _measure(render: Callable[[], tuple], scene: dict[str, Any], repeats: int, l
         step()
     for leaf in leaves:
         leaf.requires_grad_(False)
-    return StepCost(statistics.median(fwds), statistics.median(bwds), rss.peak, repeats, pairs)
+    return StepCost(statistics.median(fwds), statistics.median(bwds), rss.peak, repeats, pairs, os.getloadavg()[0])
 
 
 def _rate(pairs: int, cost: StepCost) -> float:
@@ -275,13 +297,17 @@ def _numbers(cost: StepCost, all_pairs: int) -> dict[str, Any]:
             "pairs_per_s_per_core": _rate(pairs, cost)}
 
 
+def _how(cost: StepCost) -> str:
+    return f"median of {cost.repeats} after a warm-up, load average {cost.load:.1f}"
+
+
 def _step_text(cost: StepCost) -> str:
     return f"{cost.step_s:.3f} s (fwd {cost.fwd_s:.3f} + bwd {cost.bwd_s:.3f})"
 
 
 def _pairs_text(cost: StepCost, all_pairs: int) -> str:
     share = cost.tile_pairs / all_pairs
-    return (f"{_big(cost.tile_pairs)} tile pairs ({100 * share:.1f}% of all {_big(all_pairs)}): "
+    return (f"{_big(cost.tile_pairs)} tile pairs ({100 * share:.1f}% of N x H x W = {_big(all_pairs)}): "
             f"{_big(_rate(cost.tile_pairs, cost))} pairs/s/core")
 
 
@@ -294,14 +320,14 @@ def _compiled_row(label: str, compiled: StepCost | None, twin: StepCost, all_pai
     speedup = twin.step_s / compiled.step_s
     return {**row, "result": f"{_step_text(compiled)}, {speedup:.1f}x the twin; peak +{_mb(compiled.peak_bytes)}",
             "pass": speedup > 1.0, "measured": {**_numbers(compiled, all_pairs), "speedup_vs_twin": speedup},
-            "detail": f"{_pairs_text(compiled, all_pairs)}; median of {compiled.repeats}; {setting}"}
+            "detail": f"{_pairs_text(compiled, all_pairs)}; {_how(compiled)}; {setting}"}
 
 
 def _twin_row(label: str, twin: StepCost, all_pairs: int, setting: str) -> dict[str, Any]:
     return {"benchmark": f"{label}, fwd+bwd: torch twin",
             "result": f"{_step_text(twin)}; peak +{_mb(twin.peak_bytes)}", "target": "measured", "pass": None,
             "measured": _numbers(twin, all_pairs),
-            "detail": f"{_pairs_text(twin, all_pairs)}; median of {twin.repeats}; {setting}"}
+            "detail": f"{_pairs_text(twin, all_pairs)}; {_how(twin)}; {setting}"}
 
 
 @dataclass(frozen=True)
@@ -350,7 +376,7 @@ def _all_pairs_row(scene: dict[str, Any], label: str, sh_degree: int | None, til
                              f"{cost.step_s / tiled.step_s:.0f}x the tiled step",
             "pass": cost.step_s > tiled.step_s, "measured": _numbers(cost, pairs),
             "detail": f"{_big(pairs)} pairs (N x H x W): {_big(_rate(pairs, cost))} pairs/s/core; "
-                      f"median of {cost.repeats}; predicted {_duration(need_s)}, {_gb(need_bytes)} from its {per_pair}"}
+                      f"{_how(cost)}; predicted {_duration(need_s)}, {_gb(need_bytes)} from its {per_pair}"}
 
 
 def _cameras_row(width: int, height: int, n: int, n_cameras: int, sh_degree: int | None,
@@ -368,7 +394,7 @@ def _cameras_row(width: int, height: int, n: int, n_cameras: int, sh_degree: int
                              f"peak +{_mb(cost.peak_bytes)}", "pass": None,
             "measured": {**_numbers(cost, n * width * height * n_cameras), "n_cameras": n_cameras},
             "detail": (f"one camera: {one.step_s:.3f} s; " if one else "") + "cameras 0.05 rad apart; "
-                      f"median of {cost.repeats}; {setting}"}
+                      f"{_how(cost)}; {setting}"}
 
 
 def _values_and_grads(scene: dict[str, Any], sh_degree: int | None, name: str) -> tuple[Tensor, Tensor, dict]:
@@ -381,39 +407,57 @@ def _values_and_grads(scene: dict[str, Any], sh_degree: int | None, name: str) -
 
 
 def _compiled_vs_twin_row(width: int, height: int, n: int, sh_degree: int | None, missing: str | None) -> dict:
-    """Compiled and twin images and gradients agree (same maths, float rounding apart)."""
+    """Compiled and twin images and gradients agree (same maths, float rounding apart).
+
+    Differences are absolute for RGB and alpha, relative to the largest value for expected depth and for each
+    gradient. A rounding difference can tip a pair across the 1/255 skip or the 1e-4 stop threshold, which moves
+    that pixel (and the gradients of the Gaussians on it) by far more than rounding: the target allows
+    :data:`AGREEMENT_SHARE` of the pixels and of the Gaussians beyond :data:`AGREEMENT_TOLERANCE`.
+    """
+    tol = AGREEMENT_TOLERANCE
     row = {"benchmark": f"compiled vs twin: values and gradients, {width}x{height}, {_count(n)} Gaussians",
-           "target": f"< {AGREEMENT_TOLERANCE:.0e}"}
+           "target": f"<= {100 * AGREEMENT_SHARE:g}% of pixels and of Gaussians beyond {tol:.0e}"}
     if missing is not None:
         return {**row, "result": f"not available: {missing}", "pass": False, "detail": "", "measured": {}}
     scene = frustum_scene(n, width, height, seed=3, sh_degree=sh_degree)
     (c1, a1, g1), (c2, a2, g2) = (_values_and_grads(scene, sh_degree, name) for name in ("compiled", "twin"))
-    diff = {"rgb": float((c1[..., :3] - c2[..., :3]).abs().max()), "alpha": float((a1 - a2).abs().max()),
-            "depth": _relative(c1[..., 3], c2[..., 3])}
-    diff.update({f"d {k}": _relative(g1[k], g2[k]) for k in GRAD_KEYS})
-    worst = max(diff, key=diff.get)
-    return {**row, "result": f"largest difference {diff[worst]:.1e} ({worst})",
-            "pass": diff[worst] < AGREEMENT_TOLERANCE, "measured": diff,
-            "detail": "absolute for RGB and alpha; relative to the largest value for expected depth and the "
-                      "gradients: " + ", ".join(f"{k} {v:.0e}" for k, v in diff.items())
-                      + f"; sh_degree {sh_degree}, {RENDER_MODE}"}
+    pixel = {"RGB": (c1[..., :3] - c2[..., :3]).abs().amax(-1), "alpha": (a1 - a2)[..., 0].abs(),
+             "depth": (c1[..., 3] - c2[..., 3]).abs() / c2[..., 3].abs().max().clamp(min=1e-30)}  # each [C, H, W]
+    gauss = {f"d {k}": (g1[k] - g2[k]).reshape(n, -1).abs().amax(-1) / g2[k].abs().max().clamp(min=1e-30)
+             for k in GRAD_KEYS}  # each [N]
+    pixels_beyond = int((torch.stack(list(pixel.values())).amax(0) > tol).sum())
+    gaussians_beyond = int((torch.stack(list(gauss.values())).amax(0) > tol).sum())
+    largest = {k: float(v.max()) for k, v in {**pixel, **gauss}.items()}
+    worst_grad = max(gauss, key=lambda k: largest[k])
+    n_pixels = c1[..., 0].numel()
+    return {**row, "pass": pixels_beyond <= AGREEMENT_SHARE * n_pixels and gaussians_beyond <= AGREEMENT_SHARE * n,
+            "result": f"{pixels_beyond} of {_big(n_pixels)} pixels and {gaussians_beyond} of {_big(n)} Gaussians "
+                      f"beyond {tol:.0e}; largest: RGB {largest['RGB']:.1e}, alpha {largest['alpha']:.1e}, "
+                      f"gradient {largest[worst_grad]:.1e} ({worst_grad})",
+            "measured": {**largest, "pixels_beyond": pixels_beyond, "gaussians_beyond": gaussians_beyond,
+                         "pixels": n_pixels, "gaussians": n},
+            "detail": "largest differences, absolute for RGB and alpha, relative to the largest value for expected "
+                      "depth and gradients: " + ", ".join(f"{k} {v:.0e}" for k, v in largest.items())
+                      + f"; sh_degree {sh_degree}, {RENDER_MODE}; beyond: pairs tipped across the 1/255 or 1e-4 "
+                        "threshold by rounding"}
 
 
-def _tiled_vs_all_pairs_row(sh_degree: int | None) -> dict[str, Any]:
-    """Both tiled engines' images agree with the all-pairs compositor on a small scene."""
+def _tiled_vs_all_pairs_row(sh_degree: int | None, missing: str | None) -> dict[str, Any]:
+    """The tiled engines' images agree with the all-pairs compositor on a small scene."""
     scene = frustum_scene(2000, 96, 54, seed=2, sh_degree=sh_degree)
+    diff = {}
     with torch.no_grad():
         ref, ref_alphas = composite_all_pairs(scene, sh_degree, RENDER_MODE)
-        diff = {}
-        for name in ("compiled", "twin"):
+        for name in ("twin",) if missing else ("compiled", "twin"):
             colors, alphas, _ = _renderer(scene, sh_degree, name)()
             diff[name] = max(float((colors[..., :3] - ref[..., :3]).abs().max()),
                              float((alphas - ref_alphas).abs().max()), _relative(colors[..., 3], ref[..., 3]))
     err = max(diff.values())
     return {"benchmark": "tiled vs all-pairs values, 96x54, 2k Gaussians",
-            "result": f"max difference {err:.1e} (compiled {diff['compiled']:.0e}, twin {diff['twin']:.0e})",
+            "result": f"max difference {err:.1e} (" + ", ".join(f"{k} {v:.0e}" for k, v in diff.items()) + ")",
             "target": "< 1e-5", "pass": err < 1e-5, "measured": diff,
-            "detail": f"RGB and alpha absolute, expected depth relative; sh_degree {sh_degree}, {RENDER_MODE}"}
+            "detail": f"RGB and alpha absolute, expected depth relative; sh_degree {sh_degree}, {RENDER_MODE}"
+                      + (f"; compiled kernels not available: {missing}" if missing else "")}
 
 
 def _relative(x: Tensor, ref: Tensor) -> float:
@@ -450,12 +494,12 @@ def _mb(n_bytes: float) -> str:
 
 
 def _gb(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:.3g} GB"
+    return f"{n_bytes / 2**30:.3g} GB" if n_bytes < 2**40 else f"{n_bytes / 2**40:.3g} TB"
 
 
 def _duration(seconds: float) -> str:
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 

@@ -101,6 +101,12 @@ class TrainConfig:
     depth_weight: float = 0.1
     """With dense set geometry (depth priors): weight of the set's rendered depth against it (mean relative error
     over the pixels the prior knows), in the set phase. 0: off."""
+    coverage_weight: float = 0.1
+    """With depth priors: in the set phase, each step also renders the set from a pseudo view (a virtual camera
+    between and above the real ones, ``pseudo_views`` of them) and adds this weight times its transparency
+    (1 - alpha) where the prior draws the set: the set stays solid from angles no camera filmed. 0: off."""
+    pseudo_views: int = 16
+    """How many pseudo views the coverage term draws from (reconstruct makes them with the depth priors)."""
     free_space_views: int = 2
     """With depth priors: at refine steps of the set phase, remove static Gaussians that at least this many views see
     through (more than ``free_space_margin`` in front of the set's surface there). 0: off."""
@@ -317,6 +323,8 @@ class Trainer:
         loss = (1 - cfg.ssim_weight) * F.l1_loss(out.rgb, target) + cfg.ssim_weight * (1 - ssim(out.rgb, target))
         if depth_loss is not None:
             loss = loss + cfg.depth_weight * depth_loss
+        if view.static_only and cfg.coverage_weight > 0:
+            loss = loss + cfg.coverage_weight * self._coverage_loss()
         if cfg.strategy == "mcmc":  # as gsplat's simple_trainer: keep opacities and scales small, so dead ones relocate
             p = self.scene.params
             loss = loss + cfg.opacity_reg * torch.sigmoid(p["opacities"]).mean() + cfg.scale_reg * p["scales"].exp().mean()
@@ -433,6 +441,19 @@ class Trainer:
         known_t = torch.as_tensor(known, device=out.depth.device)
         truth = torch.as_tensor(prior[:h, :w], device=out.depth.device)[known_t]
         return ((out.depth[known_t] - truth).abs() / truth).mean()
+
+    def _coverage_loss(self) -> Tensor | float:
+        """Transparency of the set in a random pseudo view, over the pixels where the prior draws the set."""
+        priors = self.priors
+        if priors is None or priors.pseudo_cameras is None or not len(priors.pseudo):
+            return 0.0
+        i = self._random(len(priors.pseudo))
+        known = torch.as_tensor(priors.pseudo[i] > 0)
+        if not known.any():
+            return 0.0
+        camera = priors.pseudo_cameras.select([priors.pseudo_cameras.camera_ids[i]])
+        out = render(self.scene, camera, 0.0, active_sh_degree=0, part="static")
+        return (1 - out.alpha[known.to(out.alpha.device)]).mean()
 
     @torch.no_grad()
     def _prune_free_space(self) -> int:

@@ -1,8 +1,10 @@
-"""Gaussian rasterization on any device: gsplat's CUDA kernels on a GPU, a tiled torch twin elsewhere.
+"""Gaussian rasterization on any device: gsplat's CUDA kernels on a GPU, reshoot's own elsewhere.
 
 :func:`rasterization` has the call shape and maths of ``gsplat.rasterization`` (gsplat 1.5.3): CUDA
-tensors go to gsplat; anything else runs :func:`rasterize_cpu`, which follows gsplat's kernels and is
-differentiable: projection as ``cuda/csrc/ProjectionEWA3DGSFused.cu`` (EWA, x/z and y/z clamped to
+tensors go to gsplat; anything else runs :func:`rasterize_cpu`. On float32 CPU tensors its projection and
+compositing run in compiled C++ kernels (:mod:`reshoot.splat.kernels`, ``csrc/``); otherwise, or when they
+cannot be built, in the torch twin below, which the kernels are tested against. Both follow gsplat's kernels
+and are differentiable: projection as ``cuda/csrc/ProjectionEWA3DGSFused.cu`` (EWA, x/z and y/z clamped to
 1.3x the field of view, eps2d blur, antialiased compensation, near/far, opacity and image culling,
 per-axis radii ceil(min(3.33, sqrt(2 ln(255 opacity))) sigma)); colours as ``rendering.py`` (SH along
 camera-to-Gaussian directions, ``clamp_min(sh + 0.5, 0)``, depth channels); tiles as

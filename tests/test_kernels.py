@@ -139,3 +139,22 @@ def test_projection_clamps_and_culls_as_the_twin(monkeypatch):
     assert (meta["twin"]["radii"][0, :, 0] > 0)[(scene["means"][:, 0] / (scene["means"][:, 2] + 4)).abs() > lim].any()
     for key in ("means2d", "depths", "conics", "opacities"):
         torch.testing.assert_close(meta["compiled"][key], meta["twin"][key], rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_tiling_lists_the_twins_intersections_in_the_same_order(monkeypatch):
+    scene = make_scene(N=4000, C=3, W=96, H=70, seed=9)
+    proj = R.project_gaussians(scene["means"], scene["quats"], scene["scales"], scene["opacities"],
+                               scene["viewmats"], scene["Ks"], 96, 70)
+    flat = {k: v.detach().flatten(0, 1) for k, v in proj.per_view().items()}
+    image_ids = torch.arange(3).repeat_interleave(4000)
+    plans = {}
+    for engine in ("compiled", "twin"):
+        monkeypatch.setattr(R, "_compiled", R._compiled if engine == "compiled" else (lambda colors: None))
+        plans[engine] = R.plan_tiles(flat["means2d"], flat["radii"], flat["depths"], image_ids, 3, 96, 70, 8,
+                                     conics=flat["conics"], opacities=flat["opacities"])
+        monkeypatch.undo()
+    compiled, twin = plans["compiled"], plans["twin"]
+    assert len(twin.flatten_ids) > 20_000
+    for key in ("flatten_ids", "isect_keys", "tile_keys", "tile_starts", "tile_counts", "tiles_per_gauss"):
+        assert torch.equal(getattr(compiled, key), getattr(twin, key)), key
+    assert compiled.batches == twin.batches

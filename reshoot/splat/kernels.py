@@ -2,7 +2,8 @@
 
 ``csrc/composite.cpp`` composites tiles of projected Gaussians front to back, forward and backward,
 parallel over tiles on torch's threads; ``csrc/project.cpp`` projects 3D Gaussians into pinhole cameras
-(gsplat's EWA maths), forward and backward, parallel over Gaussians. It is built with the system C++ compiler (g++) and ninja into
+(gsplat's EWA maths), forward and backward, parallel over Gaussians; ``csrc/tiles.cpp`` lists which Gaussians
+touch which tile, sorted by tile in depth order. It is built with the system C++ compiler (g++) and ninja into
 a cache folder (``$RESHOOT_KERNELS_CACHE``, else ``~/.cache/reshoot/kernels``), keyed by the source and
 the torch version, so a build happens once per machine (about half a minute); ``cli/bootstrap.sh`` runs
 it at set-up. If it cannot be built or loaded, :func:`composite_kernels` returns None after one clear
@@ -21,7 +22,8 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-SOURCES = [Path(__file__).parent / "csrc" / name for name in ("bindings.cpp", "composite.cpp", "project.cpp")]
+SOURCES = [Path(__file__).parent / "csrc" / name for name in ("bindings.cpp", "composite.cpp", "project.cpp",
+                                                                 "tiles.cpp")]
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]  # for the machine it runs on
 
 

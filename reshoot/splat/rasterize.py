@@ -367,17 +367,23 @@ def plan_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, image_ids: Tensor
     per_gauss = span[:, 0] * span[:, 1] * (radii > 0).all(dim=-1)
     entries = torch.nonzero(per_gauss, as_tuple=True)[0]
     entries = entries[torch.sort(depths[entries], stable=True)[1]]  # front to back; ties by entry order
-    counts = per_gauss[entries]
-    rep = torch.repeat_interleave(entries, counts)
-    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    local = torch.arange(len(rep), device=rep.device) - first  # which of its tiles
-    lo_x, lo_y, width_t = (t.index_select(0, rep) for t in (lo[:, 0], lo[:, 1], span[:, 0]))
-    tx, ty = lo_x + local % width_t, lo_y + local // width_t
-    if conics is not None:
-        keep = torch.nonzero(_reaches_tile(means2d, conics, opacities, rep, tx, ty, tile_size), as_tuple=True)[0]
-        rep, tx, ty = rep[keep], tx[keep], ty[keep]
-    keys, order = torch.sort(image_ids[rep] * (tw * th) + ty * tw + tx, stable=True)
-    flatten_ids = rep[order]
+    kernels = _compiled(means2d) if conics is not None and opacities is not None else None
+    if kernels is not None:  # the compiled twin of the lines below
+        flatten_ids, keys = kernels.tile_intersections(
+            entries, means2d.contiguous(), conics.float().contiguous(), opacities.float().contiguous(),
+            lo.contiguous(), span.contiguous(), image_ids.long().contiguous(), n_images, tw, th, tile_size)
+    else:
+        counts = per_gauss[entries]
+        rep = torch.repeat_interleave(entries, counts)
+        first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        local = torch.arange(len(rep), device=rep.device) - first  # which of its tiles
+        lo_x, lo_y, width_t = (t.index_select(0, rep) for t in (lo[:, 0], lo[:, 1], span[:, 0]))
+        tx, ty = lo_x + local % width_t, lo_y + local // width_t
+        if conics is not None:
+            keep = torch.nonzero(_reaches_tile(means2d, conics, opacities, rep, tx, ty, tile_size), as_tuple=True)[0]
+            rep, tx, ty = rep[keep], tx[keep], ty[keep]
+        keys, order = torch.sort(image_ids[rep] * (tw * th) + ty * tw + tx, stable=True)
+        flatten_ids = rep[order]
     tile_keys, tile_counts = torch.unique_consecutive(keys, return_counts=True)
     tile_starts = torch.cumsum(tile_counts, 0) - tile_counts
     crowd = torch.sort(tile_counts, descending=True, stable=True)[1]

@@ -19,10 +19,16 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor q
                                             double near_plane, double far_plane, torch::Tensor v_means2d,
                                             torch::Tensor v_cov2d, torch::Tensor v_depths);
 
+std::vector<torch::Tensor> tile_intersections(torch::Tensor order, torch::Tensor means2d, torch::Tensor conics,
+                                              torch::Tensor opacities, torch::Tensor lo, torch::Tensor span,
+                                              torch::Tensor image_ids, int64_t n_images, int64_t tile_width,
+                                              int64_t tile_height, int64_t tile_size);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "reshoot's compiled CPU kernels: EWA projection and front-to-back compositing, forward and backward";
+  m.doc() = "reshoot's compiled CPU kernels: EWA projection, tile intersections and front-to-back compositing";
   m.def("composite_forward", &composite_forward, "front-to-back compositing of tiles (forward)");
   m.def("composite_backward", &composite_backward, "front-to-back compositing of tiles (backward)");
+  m.def("tile_intersections", &tile_intersections, "Gaussian-tile intersections sorted by tile, depth order kept");
   m.def("project_forward", &project_forward, "EWA projection of 3D Gaussians into pinhole cameras (forward)");
   m.def("project_backward", &project_backward, "EWA projection of 3D Gaussians into pinhole cameras (backward)");
 }

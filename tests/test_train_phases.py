@@ -205,3 +205,34 @@ def test_the_coverage_term_closes_holes_the_cameras_never_saw():
         return float(np.mean(alphas))
 
     assert pseudo_alpha(1.0) > pseudo_alpha(0.0) + 0.2
+
+
+def test_adam_on_some_rows_is_adam_for_them_and_leaves_the_rest():
+    from reshoot.splat.train import _adam_step
+
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(50, 3, generator=g)
+    grads = [torch.randn(50, 3, generator=g) for _ in range(4)]
+    rows = torch.tensor([3, 7, 20, 41])
+    frozen = torch.ones(50, dtype=torch.bool)
+    frozen[rows] = False
+    full, some = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    full_opt = torch.optim.Adam([full], lr=0.01, eps=1e-15, fused=True)
+    some_opt = torch.optim.Adam([some], lr=0.01, eps=1e-15)
+    for i, grad in enumerate(grads):
+        full.grad = grad.clone()
+        some.grad = grad.clone()
+        if i >= 1:  # from the second step on, the frozen rows get no gradient and lose their momentum
+            full.grad[frozen] = 0
+            full_opt.state[full]["exp_avg"][frozen] = 0
+        full_opt.step()
+        if i >= 1:
+            before = some.detach().clone()
+            _adam_step(some_opt, rows)
+            torch.testing.assert_close(some.detach()[frozen], before[frozen], rtol=0, atol=0)  # untouched
+            some_opt.state[some]["exp_avg"][frozen] = 0
+        else:
+            _adam_step(some_opt, None)  # the first step: all rows (and the state is made)
+            some_opt.state[some]["exp_avg"][frozen] = 0
+    torch.testing.assert_close(some.detach()[rows], full.detach()[rows], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(some.detach()[frozen], full.detach()[frozen], rtol=1e-5, atol=1e-6)

@@ -183,6 +183,29 @@ def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | 
     return RenderOutput(rgb, alpha, depth)
 
 
+@torch.no_grad()
+def _adam_step(optimizer: torch.optim.Adam, rows: Tensor | None) -> None:
+    """``optimizer.step()`` (one parameter), or Adam's update of only ``rows`` [R] of it: the same maths for those
+    rows, the others left as they are (their state too), for a fraction of the work when few rows learn."""
+    group = optimizer.param_groups[0]
+    param = group["params"][0]
+    state = optimizer.state.get(param)
+    if rows is None or param.grad is None or not state:
+        optimizer.step()
+        return
+    beta1, beta2 = group["betas"]
+    state["step"] += 1
+    step = float(state["step"])
+    grad = param.grad.index_select(0, rows)
+    exp_avg = state["exp_avg"].index_select(0, rows).mul_(beta1).add_(grad, alpha=1 - beta1)
+    exp_avg_sq = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
+    update = param.data.index_select(0, rows).addcdiv_(exp_avg, denom, value=-group["lr"] / (1 - beta1 ** step))
+    param.data.index_copy_(0, rows, update)
+    state["exp_avg"].index_copy_(0, rows, exp_avg)
+    state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+
+
 def _make_strategy(config: TrainConfig):
     """gsplat's DefaultStrategy or MCMCStrategy with this config's schedule."""
     from gsplat.strategy import DefaultStrategy, MCMCStrategy
@@ -332,12 +355,15 @@ class Trainer:
         loss.backward()
         if self.appearance.grad is not None:
             self.appearance.grad[0] = 0  # the first camera is the colour reference: the others are matched to it
-        if self.set_steps and not self.in_set_phase:
-            self._hold_set_gradients()
+        frozen = bool(self.set_steps) and not self.in_set_phase
         self._densify(meta)
-        for optimizer in (*self.optimizers.values(), self.appearance_optimizer):
-            optimizer.step()
+        # the frozen set's rows would get no update (no gradient, no momentum): step the performance's rows alone
+        rows = torch.nonzero(self.scene.params["dynamic"] > 0).squeeze(1) if frozen else None
+        for optimizer in self.optimizers.values():
+            _adam_step(optimizer, rows)
             optimizer.zero_grad(set_to_none=True)
+        self.appearance_optimizer.step()
+        self.appearance_optimizer.zero_grad(set_to_none=True)
         self._schedule_means_lr()
         self.step_idx += 1
         return {"loss": loss.item(), "psnr": psnr(out.rgb.detach().clamp(0, 1), target)}
@@ -478,7 +504,7 @@ class Trainer:
     @torch.no_grad()
     def _freeze_set(self) -> None:
         """From the performance phase on, the set's Gaussians keep what the set phase taught them: their Adam
-        momentum is cleared, so with their gradients held at zero (``_hold_set_gradients``) Adam leaves them."""
+        momentum is cleared, and Adam steps only the performance's rows (``_adam_step``)."""
         static = self.scene.params["dynamic"] == 0
         for optimizer in self.optimizers.values():
             for state in optimizer.state.values():
@@ -488,12 +514,6 @@ class Trainer:
             value = self.strategy_state.get(name)
             if isinstance(value, Tensor) and len(value) == len(static):
                 value[static] = 0
-
-    def _hold_set_gradients(self) -> None:
-        static = self.scene.params["dynamic"] == 0
-        for value in self.scene.params.values():
-            if value.grad is not None:
-                value.grad[static] = 0
 
     def _schedule_means_lr(self) -> None:
         """Positions' (and motions') learning rates decay exponentially to 1 % over each phase (3DGS's schedule)."""

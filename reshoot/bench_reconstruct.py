@@ -6,6 +6,7 @@ camera nobody filmed and on a left-out set camera), and caliscope leave-one-came
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -85,15 +86,12 @@ def training_step_rows(ws: Workspace, steps: int = 12) -> list[dict[str, Any]]:
     from torch.profiler import ProfilerActivity, profile
 
     from reshoot.reconstruct import prepare_training
-    from reshoot.splat import rasterize
-    from reshoot.splat.kernels import composite_kernels
+    from reshoot.splat.kernels import composite_kernels, torch_twin
 
     rows, seconds = [], {}
-    compiled = rasterize._compiled
-    engines = [("compiled", compiled)] if composite_kernels() is not None else []
-    for engine, chooser in engines + [("torch twin", lambda colors: None)]:
-        rasterize._compiled = chooser
-        try:
+    engines = [("compiled", contextlib.nullcontext)] if composite_kernels() is not None else []
+    for engine, chooser in engines + [("torch twin", torch_twin)]:
+        with chooser():
             trainer = prepare_training(ws.root, ReconstructConfig(), torch.device("cpu")).trainer
             for phase, first in (("set", 0), ("performance", trainer.set_steps)):
                 trainer.step_idx = first
@@ -107,8 +105,6 @@ def training_step_rows(ws: Workspace, steps: int = 12) -> list[dict[str, Any]]:
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
                     for _ in range(4):
                         trainer.step()
-        finally:
-            rasterize._compiled = compiled
     size = "x".join(str(int(v)) for v in trainer.footage.cameras.image_size[0])
     for phase in ("set", "performance"):
         twin = seconds["torch twin", phase]

@@ -21,7 +21,7 @@ def render_both(scene: dict, monkeypatch, **options) -> dict[str, tuple]:
     weights = None
     results = {}
     for engine in ("compiled", "twin"):
-        monkeypatch.setattr(R, "_compiled", R._compiled if engine == "compiled" else (lambda colors: None))
+        monkeypatch.setattr(K, "_twin_only", engine == "twin")
         inputs = {k: (v.clone().requires_grad_(True) if k in GRAD_KEYS else v) for k, v in scene.items()}
         colors, alphas, meta = R.rasterization(**inputs, absgrad=True, **options)
         if weights is None:  # a loss that weighs every channel and pixel differently
@@ -78,8 +78,11 @@ def test_gaussians_behind_the_camera_and_empty_tiles_give_nothing(monkeypatch):
 
 
 def test_float64_and_disabled_kernels_use_the_twin(monkeypatch):
-    assert R._compiled(torch.zeros(2, 3, dtype=torch.float64)) is None
-    assert R._compiled(torch.zeros(2, 3)) is not None
+    assert K.kernels_for(torch.zeros(2, 3, dtype=torch.float64)) is None
+    assert K.kernels_for(torch.zeros(2, 3)) is not None
+    with K.torch_twin():
+        assert K.kernels_for(torch.zeros(2, 3)) is None
+    assert K.kernels_for(torch.zeros(2, 3)) is not None
     monkeypatch.setenv("RESHOOT_KERNELS", "0")
     K.composite_kernels.cache_clear()
     try:
@@ -130,7 +133,7 @@ def test_projection_clamps_and_culls_as_the_twin(monkeypatch):
     assert_same(results)
     meta = {}
     for engine in ("compiled", "twin"):
-        monkeypatch.setattr(R, "_compiled", R._compiled if engine == "compiled" else (lambda colors: None))
+        monkeypatch.setattr(K, "_twin_only", engine == "twin")
         meta[engine] = R.rasterization(**scene, far_plane=5.5, packed=False)[2]
         monkeypatch.undo()
     radii = (meta["compiled"]["radii"] - meta["twin"]["radii"]).abs()  # ceil() of float-rounded extents
@@ -149,7 +152,7 @@ def test_compiled_tiling_lists_the_twins_intersections_in_the_same_order(monkeyp
     image_ids = torch.arange(3).repeat_interleave(4000)
     plans = {}
     for engine in ("compiled", "twin"):
-        monkeypatch.setattr(R, "_compiled", R._compiled if engine == "compiled" else (lambda colors: None))
+        monkeypatch.setattr(K, "_twin_only", engine == "twin")
         plans[engine] = R.plan_tiles(flat["means2d"], flat["radii"], flat["depths"], image_ids, 3, 96, 70, 8,
                                      conics=flat["conics"], opacities=flat["opacities"])
         monkeypatch.undo()

@@ -11,6 +11,8 @@ import torch
 
 from reshoot.splat import _gsplat_torch as gst
 from reshoot.splat import rasterize as R
+from reshoot.splat import kernels as K
+from reshoot.splat import tiles as T
 from reshoot.splat.kernels import composite_kernels
 from reshoot.splat.rasterize import rasterization, rasterize_cpu
 
@@ -30,7 +32,7 @@ def one_thread():
 def engine(request, monkeypatch):
     """Composite with the compiled kernels, or with the torch twin alone."""
     if request.param == "twin":
-        monkeypatch.setattr(R, "_compiled", lambda colors: None)
+        monkeypatch.setattr(K, "_twin_only", True)
     elif composite_kernels() is None:
         pytest.skip("reshoot's compiled CPU kernels are not built here (see the KernelWarning); the twin runs")
     return request.param
@@ -179,8 +181,9 @@ def test_opaque_stacks_stop_like_gsplat_across_slabs_and_batches(monkeypatch):
     slabs and tile batches."""
     scene = make_scene(N=250, C=2, seed=7, opacity=(0.9, 1.0))
     scene["scales"] = scene["scales"] * 3
-    monkeypatch.setattr(R, "DEPTH_SLAB", 16)
-    monkeypatch.setattr(R, "PAIRS_PER_BATCH", 20_000)
+    for module in (R, T):
+        monkeypatch.setattr(module, "DEPTH_SLAB", 16)
+    monkeypatch.setattr(T, "PAIRS_PER_BATCH", 20_000)
     for key in GRAD_KEYS:
         scene[key].requires_grad_(True)
     colors, alphas, _ = rasterize_cpu(**scene)

@@ -14,6 +14,7 @@ Set ``RESHOOT_KERNELS=0`` to use the torch twin on purpose (for comparison or de
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -21,6 +22,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Iterator
 
 SOURCES = [Path(__file__).parent / "csrc" / name for name in ("bindings.cpp", "composite.cpp", "project.cpp",
                                                                  "tiles.cpp")]
@@ -81,6 +83,33 @@ def composite_kernels() -> ModuleType | None:
                       f"(Debian: apt-get install g++) and run `python -m reshoot.splat.kernels`; build folder "
                       f"{cache_dir()}", KernelWarning, stacklevel=2)
         return None
+
+
+_twin_only = False
+
+
+def kernels_for(tensor: Any) -> ModuleType | None:
+    """The compiled kernels for a float32 CPU tensor (what they take), else None: the torch twin runs."""
+    if _twin_only or tensor.device.type != "cpu" or tensor.dtype != _float32():
+        return None
+    return composite_kernels()
+
+
+@contextlib.contextmanager
+def torch_twin() -> Iterator[None]:
+    """Inside this block the rasterizer runs its torch twin alone (for comparisons, benchmarks and tests)."""
+    global _twin_only
+    saved, _twin_only = _twin_only, True
+    try:
+        yield
+    finally:
+        _twin_only = saved
+
+
+def _float32() -> Any:
+    import torch
+
+    return torch.float32
 
 
 def main() -> int:

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from reshoot.progress import progress_enabled
 from reshoot.splat import _gsplat_torch as gst
+from reshoot.splat import kernels
 from reshoot.splat import rasterize as R
 from reshoot.splat.scene import SH_C0
 
@@ -231,13 +232,8 @@ def engine(name: str) -> Iterator[None]:
     """Within: :func:`rasterization` on CPU runs ``name``'s path, "compiled" (the default) or "twin" (torch)."""
     if name not in ("compiled", "twin"):
         raise ValueError(f"engine must be 'compiled' or 'twin', got {name!r}")
-    saved = R._compiled
-    if name == "twin":
-        R._compiled = lambda colors: None
-    try:
+    with kernels.torch_twin() if name == "twin" else contextlib.nullcontext():
         yield
-    finally:
-        R._compiled = saved
 
 
 def _renderer(scene: dict[str, Any], sh_degree: int | None, name: str) -> Callable[[], tuple]:

@@ -2,7 +2,7 @@
 
 Rows, in order (each says what it measured; on a machine without CUDA every GPU row says "not run: needs CUDA"):
 
-1. **device**: torch and its CUDA build, the card (name, memory, compute capability), gsplat, nvcc.
+1. **device**: torch and its CUDA build, the card (name, memory, compute capability), gsplat, CUDA_HOME (nvcc's).
 2. **gsplat kernels**: seconds of the first ``gsplat.rasterization`` call on CUDA tensors (it JIT-compiles gsplat's
    kernels when no build is cached; else it loads the cached build).
 3. **CPU rasterizer vs gsplat**, one row per mode (RGB, SH degree 3, RGB+ED as training renders, packed and not,
@@ -19,10 +19,11 @@ Rows, in order (each says what it measured; on a machine without CUDA every GPU 
    peak GPU memory. The transformer alone: no VAE, no text encoder (random latents and text embeddings of the real
    shapes). Without CUDA a tiny configuration runs the same code on the CPU instead (a row of its own).
 
-Budget (estimated, not yet measured: no CUDA machine has run it): about 8 minutes on one H100-class GPU with 16 CPU
-cores: gsplat's build 2-5 minutes, the sample and registration about a minute, the CPU training run of 300 steps
-(the longest part after the build), the two GPU runs and the 1.3B timing well under a minute each. On a 2-core CPU
-machine without CUDA: about 5 minutes (sample, registration, the CPU training run).
+Budget: about 8 minutes on one H100-class GPU with 16 CPU cores, an estimate (no CUDA machine has run it yet): gsplat's
+build 2-5 minutes; the rest is bounded by ``steps`` (300) and ``refine_steps`` (3). On a shared 2-core machine
+without CUDA it took 159-170 s (three runs, 2026-12-06): the sample and its registration 32-33 s; the CPU training
+stage 118-129 s, of which 60-64 s training, the rest mostly the dense set and the initial Gaussians, CPU work that
+each GPU run repeats (on 16 cores, less).
 
 A part that fails gives a row saying so (``pass`` False) and its traceback in ``WORK/bench-gpu-errors.txt``; the
 other parts still run, so one borrowed GPU session gives the whole table.
@@ -52,6 +53,9 @@ REFINE_WINDOW_STEPS = 30  #: DiffusionConfig.steps' default: a window's time is 
 GUIDANCE_SCALE = 5.0  #: DiffusionConfig.guidance_scale's default (> 1: two forward passes a step)
 TEXT_TOKENS = 512  #: WanVACEPipeline's max_sequence_length: the prompt embeddings' length
 NOT_RUN = "not run: needs CUDA (torch sees no GPU)"
+SAME_STRATEGY_TARGET = "faster than the CPU run, PSNR within 1 dB of it"
+OTHER_STRATEGY_TARGET = "faster than the CPU run (another strategy: scores differ)"
+KERNELS_ROW = "gsplat kernels: first gsplat.rasterization call on CUDA (builds them unless a build is cached)"
 
 #: Wan2.1-VACE-1.3B's transformer, as diffusers' conversion script builds it (huggingface/diffusers,
 #: scripts/convert_wan_to_diffusers.py, ``get_transformer_config("Wan-VACE-1.3B")``, commit 7d56827); the values the
@@ -92,6 +96,12 @@ def bench_gpu(work: Path, steps: int = STEPS, *, sample_preset: str = "default",
     :data:`reshoot.sample.PRESETS`); ``refine_frames`` (k * 4 + 1) and ``refine_steps``: the refine timing's window
     and timed denoising steps; ``progress`` (default: unless ``RESHOOT_QUIET=1``): a line per part on stderr.
     """
+    from reshoot.sample import PRESETS
+
+    if sample_preset not in PRESETS or steps < 1 or refine_steps < 1 or (refine_frames - 1) % WAN_VAE_TEMPORAL:
+        raise ValueError(f"bench_gpu: expected sample_preset one of {sorted(PRESETS)}, steps >= 1, refine_steps "
+                         f">= 1 and refine_frames k * {WAN_VAE_TEMPORAL} + 1; got {sample_preset!r}, {steps}, "
+                         f"{refine_steps}, {refine_frames}")
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()
@@ -105,9 +115,9 @@ def bench_gpu(work: Path, steps: int = STEPS, *, sample_preset: str = "default",
 
     rows = part("device", lambda: [device_row()])
     rows += part("gsplat kernels build", lambda: [kernels_row()] if cuda else [_not_run(
-        "gsplat kernels: first gsplat.rasterization call (JIT build)", "runs", "the first call on CUDA tensors "
-        "compiles gsplat's CUDA kernels (minutes) unless a build is cached")])
-    rows += part("CPU rasterizer vs gsplat", lambda: raster_rows(cuda))
+        KERNELS_ROW, "runs", "the first call on CUDA tensors compiles gsplat's CUDA kernels (minutes) unless a build "
+        "is cached")])
+    rows += part("CPU rasterizer vs gsplat", lambda: raster_rows(cuda, errors))
     rows += part(f"training the {sample_preset} sample ({steps} steps a run)",
                  lambda: training_rows(work, steps, sample_preset, cuda, errors, log))
     rows += part("refine model timing", lambda: refine_rows(cuda, refine_frames, refine_steps))
@@ -119,7 +129,7 @@ def bench_gpu(work: Path, steps: int = STEPS, *, sample_preset: str = "default",
 
 
 def device_row() -> dict[str, Any]:
-    """torch, its CUDA build, the card, gsplat and nvcc."""
+    """torch, its CUDA build, the card, gsplat and CUDA_HOME."""
     from importlib.metadata import version
 
     from torch.utils.cpp_extension import CUDA_HOME
@@ -153,7 +163,7 @@ def kernels_row() -> dict[str, Any]:
     took = time.perf_counter() - start
     how = ("gsplat's precompiled extension (gsplat.csrc) loaded" if precompiled else
            "a cached build loaded" if built_before else "compiled now (JIT); later runs load it")
-    return {"benchmark": "gsplat kernels: first gsplat.rasterization call", "result": f"{took:.1f} s: {how}",
+    return {"benchmark": KERNELS_ROW, "result": f"{took:.1f} s: {how}",
             "target": "runs", "pass": bool(torch.isfinite(colors).all()),
             "detail": f"build folder {_gsplat_build_dir()}; 2k Gaussians at 64x48 after the build"}
 
@@ -172,8 +182,9 @@ def _gsplat_build_cached() -> bool:
     return folder is not None and (Path(folder) / "gsplat_cuda.so").is_file()
 
 
-def raster_rows(cuda: bool) -> list[dict[str, Any]]:
-    """One row per mode of :data:`RASTER_MODES`: reshoot's CPU rasterizer against gsplat's CUDA kernels."""
+def raster_rows(cuda: bool, errors: Path) -> list[dict[str, Any]]:
+    """One row per mode of :data:`RASTER_MODES`: reshoot's CPU rasterizer against gsplat's CUDA kernels (a mode
+    that fails gives its own failed row)."""
     n, width, height, cameras = RASTER_SCENE
     rows = []
     for seed, (label, mode, packed, sh_degree, rasterize_mode) in enumerate(RASTER_MODES):
@@ -184,13 +195,15 @@ def raster_rows(cuda: bool) -> list[dict[str, Any]]:
             rows.append(_not_run(name, target, f"{n // 1000}k Gaussians, {cameras} cameras at {width}x{height}: "
                                                "rasterize_cpu against gsplat.rasterization, values and gradients"))
             continue
-        rows.append(compare_with_gsplat(name, target, seed, mode, packed, sh_degree, rasterize_mode))
+        rows += guarded(name, lambda: [compare_with_gsplat(name, target, seed, mode, packed, sh_degree,
+                                                           rasterize_mode, "cuda")], errors)
     return rows
 
 
 def compare_with_gsplat(name: str, target: str, seed: int, mode: str, packed: bool, sh_degree: int | None,
-                        rasterize_mode: str) -> dict[str, Any]:
-    """The same scene through ``rasterize_cpu`` and ``gsplat.rasterization`` (CUDA): values and gradients."""
+                        rasterize_mode: str, device: str = "cuda") -> dict[str, Any]:
+    """The same scene (:data:`RASTER_SCENE`) through ``rasterize_cpu`` and ``gsplat.rasterization`` on ``device``:
+    values and gradients."""
     import gsplat
 
     from reshoot.splat.raster_bench import frustum_scene, kernels_missing
@@ -202,7 +215,7 @@ def compare_with_gsplat(name: str, target: str, seed: int, mode: str, packed: bo
     start = time.perf_counter()
     cpu = _values_and_grads(lambda s: rasterize_cpu(**s, **options), scene, "cpu")
     cpu_s = time.perf_counter() - start
-    gpu = _values_and_grads(lambda s: gsplat.rasterization(**s, **options, tile_size=16), scene, "cuda")
+    gpu = _values_and_grads(lambda s: gsplat.rasterization(**s, **options, tile_size=16), scene, device)
     (c1, a1, g1), (c2, a2, g2) = cpu, gpu
     pixel = {"RGB": (c1[..., :3] - c2[..., :3]).abs().amax(-1), "alpha": (a1 - a2)[..., 0].abs()}  # [C, H, W]
     if mode == "RGB+ED":
@@ -229,7 +242,8 @@ def compare_with_gsplat(name: str, target: str, seed: int, mode: str, packed: bo
 def _values_and_grads(render: Callable[[dict], tuple], scene: dict[str, Any], device: str
                       ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Colours, alphas and each input's gradient of a fixed weighting of them, on ``device``, returned on the CPU."""
-    inputs = {k: (v.to(device).requires_grad_(k in GRAD_KEYS) if torch.is_tensor(v) else v) for k, v in scene.items()}
+    inputs = {k: (v.detach().clone().to(device).requires_grad_(k in GRAD_KEYS) if torch.is_tensor(v) else v)
+              for k, v in scene.items()}
     colors, alphas, _ = render(inputs)
     weights = torch.rand(colors.shape, generator=torch.Generator().manual_seed(0)).to(device)
     ((colors * weights).sum() + alphas.sum()).backward()
@@ -262,15 +276,16 @@ def training_rows(work: Path, steps: int, sample_preset: str, cuda: bool, errors
                        f"reprojection {registered['mean_reprojection_error_px']:.2f} px; {work / 'ws-gpu-check'}"}]
     log.note(f"training on the CPU, {steps} steps")
     cpu = guarded(f"training on the CPU: {steps} steps, overhead camera", lambda: [train_and_score(
-        ws, shoot, work, "CPU", ReconstructConfig(device="cpu", steps=steps))], errors)[0]
+        ws, shoot, work, "the CPU", ReconstructConfig(device="cpu", steps=steps))], errors)[0]
     rows.append(cpu)
     cpu_measured = cpu.get("measured")
     for label, strategy in (("CUDA, --strategy auto", "auto"), ("CUDA, --strategy default (as the CPU run)",
                                                                 "default")):
         name = f"training on {label}: {steps} steps, overhead camera"
         if not cuda:
-            rows.append(_not_run(name, "faster than the CPU run", "ReconstructConfig(device='cuda', strategy="
-                                 f"'{strategy}', steps={steps}) on the same workspace, scored as the CPU run"))
+            target = SAME_STRATEGY_TARGET if strategy == "default" else OTHER_STRATEGY_TARGET
+            rows.append(_not_run(name, target, f"ReconstructConfig(device='cuda', strategy='{strategy}', "
+                                 f"steps={steps}) on the same workspace, scored as the CPU run"))
             continue
         log.note(f"training on {label}, {steps} steps")
         rows += guarded(name, lambda: [train_and_score(
@@ -292,7 +307,7 @@ def train_and_score(ws, shoot, work: Path, label: str, config, cpu: dict[str, An
     result = run_reconstruct(ws, config, force=True)
     took = time.perf_counter() - start
     summary, training_s = result.manifest["summary"], result.manifest["timings_s"]["training"]
-    slug = label.split(",")[0].lower() + ("-" + config.strategy if cuda else "")
+    slug = f"cuda-{config.strategy}" if cuda else "cpu"
     scored = score_truth_view(ws, shoot, result.path, work / f"overhead-{slug}.png")
     measured = {"seconds": took, "training_s": training_s, **{k: scored[k] for k in (
         "psnr_db", "set_psnr_db", "actor_psnr_db", "ssim")}, "strategy": summary["strategy"]}
@@ -312,9 +327,8 @@ def train_and_score(ws, shoot, work: Path, label: str, config, cpu: dict[str, An
     speedup, delta = cpu["training_s"] / training_s, scored["psnr_db"] - cpu["psnr_db"]
     row["result"] += f"; {speedup:.1f}x the CPU run's speed, {delta:+.2f} dB against it"
     if summary["strategy"] == cpu["strategy"]:
-        return {**row, "target": "faster than the CPU run, PSNR within 1 dB of it",
-                "pass": speedup > 1 and abs(delta) <= 1.0}
-    return {**row, "target": "faster than the CPU run (another strategy: scores differ)", "pass": speedup > 1}
+        return {**row, "target": SAME_STRATEGY_TARGET, "pass": speedup > 1 and abs(delta) <= 1.0}
+    return {**row, "target": OTHER_STRATEGY_TARGET, "pass": speedup > 1}
 
 
 def _db(value: float | None) -> str:
@@ -347,8 +361,10 @@ def time_vace_transformer(config: dict[str, Any], width: int, height: int, frame
     (``vace_in_channels``); ``text_tokens`` prompt embeddings; with ``guidance_scale`` > 1 a second forward pass on
     negative embeddings; a flow-matching Euler step. Weights are cast as ``from_pretrained(torch_dtype=dtype)`` does
     (the model's ``_keep_in_fp32_modules`` stay float32). One warm-up step, then ``steps`` timed."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanVACETransformer3DModel
+    from reshoot._deps import require
+    from reshoot.refine.loading import DIFFUSION_INSTALL_HINT
 
+    diffusers = require("diffusers", DIFFUSION_INSTALL_HINT)
     if (frames - 1) % WAN_VAE_TEMPORAL or width % 16 or height % 16:
         raise ValueError(f"time_vace_transformer: frames must be k * {WAN_VAE_TEMPORAL} + 1 and the sides multiples "
                          f"of 16; got {frames} frames at {width}x{height}")
@@ -356,7 +372,7 @@ def time_vace_transformer(config: dict[str, Any], width: int, height: int, frame
     start = time.perf_counter()
     torch.manual_seed(0)
     with torch.device(device):
-        model = WanVACETransformer3DModel(**config)
+        model = diffusers.WanVACETransformer3DModel(**config)
     _cast_as_from_pretrained(model, dtype)
     model.eval().requires_grad_(False)
     _sync(cuda)
@@ -369,7 +385,7 @@ def time_vace_transformer(config: dict[str, Any], width: int, height: int, frame
     control = torch.randn((1, config["vace_in_channels"], *shape[2:]), generator=g, device=device).to(dtype)
     prompt, negative = (torch.randn((1, text_tokens, config["text_dim"]), generator=g, device=device).to(dtype)
                         for _ in range(2))
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
     scheduler.set_timesteps(steps + 1, device=device)
 
     def step(latents: Tensor, t: Tensor) -> Tensor:
@@ -432,15 +448,17 @@ def refine_rows(cuda: bool, frames: int, steps: int) -> list[dict[str, Any]]:
                  "detail": f"tests/tiny_pipelines.py's WanVACE size, float32, 17 frames at 128x64 + "
                            f"{REFINE_REFERENCES} references, latents {list(timing.latent_shape)}; 2 steps timed; "
                            f"build {timing.build_s:.2f} s"}]
+    torch.cuda.empty_cache()  # what training left cached
     timing = time_vace_transformer(WAN_VACE_1_3B, width, height, frames, REFINE_REFERENCES, steps, "cuda",
                                    torch.bfloat16)
     torch.cuda.empty_cache()
     return [{"benchmark": name, "target": "runs; seconds a step and peak memory measured", "pass": True,
-             "result": f"{timing.step_s:.2f} s a step, so about {timing.step_s * REFINE_WINDOW_STEPS / 60:.1f} min a "
-                       f"{REFINE_WINDOW_STEPS}-step window (transformer only); peak {timing.peak_bytes / 2**30:.1f} GiB",
+             "result": f"{timing.step_s:.2f} s a step, so about {timing.step_s * REFINE_WINDOW_STEPS / 60:.1f} min "
+                       f"a {REFINE_WINDOW_STEPS}-step window (transformer only); peak "
+                       f"{timing.peak_bytes / 2**30:.1f} GiB",
              "measured": _timing_numbers(timing),
-             "detail": f"{timing.parameters / 1e9:.2f}B parameters ({timing.weights_bytes / 2**30:.1f} GiB of weights), "
-                       f"latents {list(timing.latent_shape)}, {timing.tokens} tokens; first step "
+             "detail": f"{timing.parameters / 1e9:.2f}B parameters ({timing.weights_bytes / 2**30:.1f} GiB of "
+                       f"weights), latents {list(timing.latent_shape)}, {timing.tokens} tokens; first step "
                        f"{timing.first_step_s:.2f} s; built in {timing.build_s:.1f} s; {what}; config from diffusers' "
                        "scripts/convert_wan_to_diffusers.py (Wan-VACE-1.3B)"}]
 

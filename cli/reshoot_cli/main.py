@@ -427,15 +427,19 @@ def _print_shot_scores(title: str, shots: dict[str, dict]) -> None:
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "panoptic", "all"]] = \
-        "ingest"
+    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "panoptic", "gpu",
+                                       "all"]] = "ingest"
     """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
     on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory), `reconstruct`
     (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out with `reshoot
     eval` of each camera), `shot` (guide frames' speed; guide frames and the classical refiner's shot against the
     synthetic shoot's ground-truth overhead camera: PSNR/SSIM/flicker), `panoptic` (real footage: four low Panoptic
     basketball cameras as the set, each of the five high ones reshot and scored by `reshoot eval` on the whole frame,
-    the set and the person), or `all` of them in one table (over an hour on 2 cores)."""
+    the set and the person), `gpu` (the GPU check: gsplat's kernel build, reshoot's CPU rasterizer against
+    gsplat's CUDA one, the default sample trained on the CPU and on CUDA and scored on the overhead camera, a
+    Wan2.1-VACE-1.3B-sized refine model timed at 480p; about 8 minutes on one H100-class GPU; without CUDA it runs
+    the CPU parts and says what needs CUDA; not part of `all`), or `all` of the others in one table (over an hour
+    on 2 cores)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
     work: Path | None = None
@@ -474,6 +478,10 @@ class BenchCommand:
             from reshoot.bench_panoptic import bench_panoptic
 
             return bench_panoptic(self.data, work)
+        if name == "gpu":
+            from reshoot.bench_gpu import bench_gpu
+
+            return bench_gpu(work)
         return {"ingest": bench.bench_ingest, "register": bench.bench_register}[name](self.data, work)
 
     def _print(self, rows: list[dict]) -> None:

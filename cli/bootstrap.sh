@@ -49,5 +49,5 @@ fi
 
 # 4. reshoot's compiled CPU kernels (g++ and ninja; once per machine; a failure is not fatal: the torch
 #    rasterizer runs instead, slower, with a warning).
-"$VENV/bin/python" -m reshoot.splat.kernels || say "continuing without the compiled kernels"
+"$VENV/bin/python" -m reshoot.splat.build_kernels || say "continuing without the compiled kernels"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-egl}"

@@ -161,3 +161,12 @@ def test_compiled_tiling_lists_the_twins_intersections_in_the_same_order(monkeyp
     for key in ("flatten_ids", "isect_keys", "tile_keys", "tile_starts", "tile_counts", "tiles_per_gauss"):
         assert torch.equal(getattr(compiled, key), getattr(twin, key)), key
     assert compiled.batches == twin.batches
+
+
+def test_the_set_up_command_builds_quietly_when_built():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "reshoot.splat.build_kernels"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout == "" and "Warning" not in done.stderr, done.stderr

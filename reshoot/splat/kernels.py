@@ -80,7 +80,7 @@ def composite_kernels() -> ModuleType | None:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         warnings.warn(f"reshoot's compiled CPU kernels are not available ({reason}); the torch rasterizer runs "
                       f"instead (same images, several times slower). To build them: install a C++ compiler "
-                      f"(Debian: apt-get install g++) and run `python -m reshoot.splat.kernels`; build folder "
+                      f"(Debian: apt-get install g++) and run `python -m reshoot.splat.build_kernels`; build folder "
                       f"{cache_dir()}", KernelWarning, stacklevel=2)
         return None
 
@@ -113,7 +113,7 @@ def _float32() -> Any:
 
 
 def main() -> int:
-    """``python -m reshoot.splat.kernels``: build the kernels now (silent when they already are)."""
+    """``python -m reshoot.splat.build_kernels``: build the kernels now (silent when they already are)."""
     fresh = not any(cache_dir().glob("*.so"))
     if fresh:
         print("building reshoot's CPU kernels (once per machine, about half a minute)", file=sys.stderr)
@@ -127,6 +127,3 @@ def main() -> int:
         print(f"reshoot's CPU kernels are built in {cache_dir()}", file=sys.stderr)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

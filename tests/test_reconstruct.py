@@ -189,7 +189,8 @@ def test_mcmc_training_on_cpu_grows_by_five_percent_and_learns(registered):
     footage = load_shot_footage(ws.root)
     xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
     params, _ = initial_params(footage, xyz, rgb, InitConfig(sh_degree=1, dynamic_per_instant=100))
-    config = TrainConfig(steps=40, refine_start=10, refine_stop=35, refine_every=10, strategy="mcmc", set_fraction=0,
+    # 100 steps, not 40: after 40 the error fell 7-8 % here but 4.7 % on CI's machine; after 100 it falls 43-46 %
+    config = TrainConfig(steps=100, refine_start=10, refine_stop=35, refine_every=10, strategy="mcmc", set_fraction=0,
                          max_gaussians=len(params["means"]) + 60)
     trainer = Trainer(footage, DynamicScene(params, 1), config)
     start = len(trainer.scene)
@@ -198,7 +199,7 @@ def test_mcmc_training_on_cpu_grows_by_five_percent_and_learns(registered):
     # refine steps 20 and 30 (gsplat: start < step < stop) each add 5 %, capped at max_gaussians
     assert len(trainer.scene) == min(config.max_gaussians, int(1.05 * int(1.05 * start)))
     # it learns: every view of the footage is closer after training (one step's loss is one random view's)
-    assert _footage_error(trainer.scene, footage) < 0.95 * before
+    assert _footage_error(trainer.scene, footage) < 0.8 * before
     with pytest.raises(ValueError, match="strategy"):
         TrainConfig(strategy="adc")
     assert ReconstructConfig().train_config("cuda").strategy == "mcmc"

@@ -21,7 +21,7 @@ from reshoot.evaluation import pose_errors, sample_registration_errors
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.media import write_video
-from reshoot.sample import PRESETS, load_sample_shoot, make_sample_shoot
+from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.workspace import Workspace
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -66,7 +66,7 @@ def _sample_sync_rows(work: Path) -> list[dict[str, Any]]:
         rows.append({"benchmark": f"audio sync, synthetic shoot ({label})",
                      "result": f"max error {max(errors):.4f} ms over {len(errors)} cameras (against cam0)",
                      "detail": f"errors ms {[round(e, 4) for e in errors]}; peak ratios >= {min(ratios):.1f}; "
-                               f"ingest {took:.1f} s", "target": "< 1 ms", "pass": max(errors) < 1.0})
+                               f"ingest {took:.1f} s", "target": "< 1 ms", "pass": bool(max(errors) < 1.0)})
     return rows
 
 
@@ -93,7 +93,7 @@ def _bbc_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
         rows.append({"benchmark": f"audio sync, BBC {name} vs timbl_1 (muxed onto video)",
                      "result": f"{info['offset_s']:.4f} s, error {error_ms:+.2f} ms",
                      "detail": f"truth {truth} s; peak ratio {info['peak_ratio']:.1f}", "target": "< 10 ms",
-                     "pass": abs(error_ms) < 10})
+                     "pass": bool(abs(error_ms) < 10)})
     return rows
 
 
@@ -150,8 +150,8 @@ def _synthetic_register_rows(work: Path) -> list[dict[str, Any]]:
             "detail": f"{took:.1f} s; reprojection {summary['mean_reprojection_error_px']:.2f} px; "
                       f"{summary['points']} points; survey {summary['survey_registered']} stills",
             "target": "<= 0.2 deg, <= 1 %",
-            "pass": len(errors.camera_ids) == 4 and errors.rotation_deg.max() <= 0.2
-                    and errors.centre_error_pct.max() <= 1.0})
+            "pass": bool(len(errors.camera_ids) == 4 and errors.rotation_deg.max() <= 0.2
+                         and errors.centre_error_pct.max() <= 1.0)})
     return rows
 
 
@@ -185,7 +185,8 @@ def _strecha_rows(folder: Path, work: Path) -> list[dict[str, Any]]:
                        f"centre median {np.median(errors.centre_error_pct):.3f} % of the camera extent",
              "detail": f"max {errors.rotation_deg.max():.3f} deg / {errors.centre_error_pct.max():.3f} %; {took:.0f} s; "
                        f"reprojection {result.manifest['summary']['mean_reprojection_error_px']:.2f} px",
-             "target": "11/11, < 0.1 deg", "pass": len(errors.camera_ids) == 11 and np.median(errors.rotation_deg) < 0.1}]
+             "target": "11/11, < 0.1 deg",
+             "pass": bool(len(errors.camera_ids) == 11 and np.median(errors.rotation_deg) < 0.1)}]
 
 
 def ingest_caliscope(folder: Path, ws: Workspace) -> bool:

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from reshoot._deps import require
-from reshoot.atomic import atomic_write_bytes, atomic_write_text
+from reshoot.atomic import atomic_write_bytes, atomic_write_text, naming_full_disk
 from reshoot.cameras import OPENCV_TO_OPENGL, ZUP_TO_YUP, focal_mm_from_px
 from reshoot.media import write_video
 from reshoot.sync import _exact_fps, parse_timecode
@@ -49,6 +49,7 @@ _USD_METERS_PER_UNIT = 1.0
 _USD_TENTHS_PER_MM = 1.0 / (100.0 * _USD_METERS_PER_UNIT)
 
 _END = object()  # an exhausted iterator
+_ELSEWHERE = "write to a folder on another disk"  # what to do when the disk is full
 
 _EXR_CONVENTIONS = (
     "worldToCamera and worldToNDC follow the OpenEXR standard attributes: row vectors (p' = p M), "
@@ -84,7 +85,7 @@ def write_png_sequence(
     cv2 = require("cv2", "pip install 'opencv-python-headless<5'")
     top, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
     folder = Path(folder)
-    with _StagedFiles() as staged:
+    with naming_full_disk(folder, f"the PNG sequence {name}.####.png", _ELSEWHERE), _StagedFiles() as staged:
         size = None
         for idx, frame, frame_alpha in _aligned(what, first_frame, frames, None, alpha=alpha):
             label = _frame_label(idx, first_frame)
@@ -169,7 +170,7 @@ def write_exr_sequence(
         "reshoot/conventions": _EXR_CONVENTIONS,
     }
     folder = Path(folder)
-    with _StagedFiles() as staged:
+    with naming_full_disk(folder, f"the EXR sequence {name}.####.exr", _ELSEWHERE), _StagedFiles() as staged:
         for idx, frame, frame_alpha, frame_depth in _aligned(what, first_frame, frames, len(poses),
                                                              alpha=alpha, depth=depth):
             label, number = _frame_label(idx, first_frame), first_frame + idx
@@ -286,8 +287,9 @@ def write_shot_video(
     if start_timecode is not None:
         _timecode_start(start_timecode, rate)  # a clear error now rather than FFmpeg's later
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_video(path, _video_frames(what, frames, spec), rate, codec=spec.encoder,
-                       timecode=start_timecode, pix_fmt=spec.pix_fmt, options=spec.options, rec709=True)
+    with naming_full_disk(path.parent, path.name, _ELSEWHERE):
+        return write_video(path, _video_frames(what, frames, spec), rate, codec=spec.encoder,
+                           timecode=start_timecode, pix_fmt=spec.pix_fmt, options=spec.options, rec709=True)
 
 
 def _video_frames(what: str, frames: Iterable[np.ndarray], spec: _VideoCodec) -> Iterator[np.ndarray]:
@@ -508,9 +510,16 @@ def _frame_path(folder: Path, name: str, frame: int, ext: str) -> Path:
     return folder / f"{name}.{frame:04d}.{ext}"
 
 
-def _check_sequence_naming(what: str, name: str, first_frame: int) -> None:
+def check_file_stem(name: str, what: str) -> None:
+    """Refuse a ``name`` that cannot begin a file name in the folder written (empty, hidden, or holding a folder);
+    ``what`` names it in the error (``"--name"``)."""
     if not name or name.startswith(".") or "/" in name or os.sep in name:
-        raise ValueError(f"{what}: name {name!r} must be a plain file name stem such as 'shot'")
+        raise ValueError(f"{what} {name!r} must be a plain file name stem such as 'shot' (no '/', not starting with "
+                         "'.'): it begins the names of the files written")
+
+
+def _check_sequence_naming(what: str, name: str, first_frame: int) -> None:
+    check_file_stem(name, f"{what}: name")
     if not isinstance(first_frame, (int, np.integer)) or first_frame < 0:
         raise ValueError(f"{what}: first_frame must be a whole number >= 0, got {first_frame!r}")
 

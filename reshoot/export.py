@@ -29,6 +29,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from reshoot import deliver
+from reshoot.atomic import ANOTHER_WORKSPACE, naming_full_disk
 from reshoot.camera_path import CameraPath, Timeline, format_timecode, write_chan, write_nerfstudio_camera_path
 from reshoot.cameras import Cameras
 from reshoot.footage import read_image
@@ -59,6 +60,14 @@ class ExportConfig:
     """Frame number of the shot's first frame in sequences and camera files (1001: the post-house habit)."""
     name: str | None = None
     """Base name of the files (if not given: the path's name)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.first_frame, bool) or not isinstance(self.first_frame, (int, np.integer)) \
+                or self.first_frame < 0:
+            raise ValueError(f"--first-frame must be a whole number >= 0 (1001 is the post-house habit), got "
+                             f"{self.first_frame!r}")
+        if self.name is not None:
+            deliver.check_file_stem(self.name, "--name")
 
     def chosen_formats(self) -> tuple[str, ...]:
         if self.formats:
@@ -111,8 +120,11 @@ def _export(ctx: StageContext, config: ExportConfig, source: str) -> dict[str, A
             return (np.where(d > 0, d, np.inf).astype(np.float32) for d in map(np.load, paths))
         return (read_image(p).astype(np.float32)[..., 0] / 255.0 for p in paths)
 
+    def full_disk():  # a full disk names the export folder, not the stage's temporary one
+        return naming_full_disk(ctx.workspace.stage_dir("export"), f"the shot '{name}'", ANOTHER_WORKSPACE)
+
     K, poses, size, fps = path.K, path.world_to_camera, path.image_size, Fraction(path.fps)
-    with ctx.timer("sequences"):
+    with ctx.timer("sequences"), full_disk():
         if "png" in formats:
             written["png"] = len(deliver.write_png_sequence(out / "png", rgb(), bit_depth=8, first_frame=first,
                                                             name=name))
@@ -125,7 +137,7 @@ def _export(ctx: StageContext, config: ExportConfig, source: str) -> dict[str, A
                 depth=channel("depth", ".npy"),
                 world_to_camera=poses, K=K, image_size=size, fps=fps, start_timecode=start_timecode,
                 premultiplied=source == "guide", first_frame=first, name=name))
-    with ctx.timer("movies"):
+    with ctx.timer("movies"), full_disk():
         for fmt, codec, suffix in (("mp4", "h264", ".mp4"), ("mov", "prores", ".mov")):
             if fmt in formats:
                 written[fmt] = deliver.write_shot_video(out / f"{name}{suffix}", rgb(), fps, codec=codec,

@@ -25,6 +25,8 @@ from reshoot._deps import require
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr")
 _VFR_TOLERANCE = 0.01  # frame intervals differing from the median by more than 1 % make a file VFR
+_COMPLETE_FRACTION = 0.9  # a video holding less than this part of what its header promises is truncated
+_TRUNCATED = "the file looks truncated. Copy it again from the card (or export it again)"
 
 
 class FootageError(ValueError):
@@ -113,15 +115,17 @@ def _probe_video(path: Path, camera_id: str) -> CameraSource:
                                "the file is damaged or its codec is not supported by FFmpeg") from exc
         container.seek(0)
         try:
-            pts = sorted(p.pts for p in container.demux(video) if p.pts is not None and p.size)
+            packets = [(p.pts, p.is_corrupt) for p in container.demux(video) if p.pts is not None and p.size]
         except av.FFmpegError as exc:
             raise FootageError(f"camera {camera_id!r}: {path} is damaged part-way ({exc}); copy it again") from exc
-        if not pts:
+        if not packets:
             raise FootageError(f"camera {camera_id!r}: {path} holds no video frames")
+        pts = sorted(p for p, _ in packets)
         tb = float(video.time_base)
         times = (np.array(pts, dtype=np.float64) - pts[0]) * tb
         rate = video.average_rate or video.guessed_rate or video.base_rate
         fps = Fraction(rate).limit_denominator(1001) if rate else Fraction(round(1 / np.median(np.diff(times))))
+        _check_complete(path, camera_id, packets, video, fps)
         timecode = video.metadata.get("timecode") or container.metadata.get("timecode")
         for stream in container.streams.data:
             timecode = timecode or stream.metadata.get("timecode")
@@ -136,6 +140,34 @@ def _probe_video(path: Path, camera_id: str) -> CameraSource:
             camera_id, path, "video", fps, times, width, height, rotation, video.codec_context.name, timecode,
             audio.rate if audio else None, audio.channels if audio else 0, audio_start,
             _is_variable(times), pts[0] * tb)
+
+
+def _check_complete(path: Path, camera_id: str, packets: list[tuple[int, bool]], video, fps: Fraction) -> None:
+    """Refuse a file holding far less than its header promises: a copy cut short whose index (an MP4 written
+    "faststart", a Matroska track's duration) still lists every frame. ``packets`` are the video packets' ``(pts,
+    is_corrupt)``; a cut-off last packet is corrupt. Header figures can be approximate (edit lists, rounding, a
+    variable rate), so only a file short by more than 10 % is refused."""
+    whole = sorted(pts for pts, corrupt in packets if not corrupt)
+    if video.frames:  # MP4, MOV: the index counts the frames
+        promised = int(video.frames)
+        if len(whole) < _COMPLETE_FRACTION * promised and promised - len(whole) > 1:
+            raise FootageError(f"camera {camera_id!r}: {path} holds only {len(whole)} of the {promised} frames its "
+                               f"header lists: {_TRUNCATED}")
+        return
+    promised_s = _header_duration_s(video)
+    covered_s = (whole[-1] - min(pts for pts, _ in packets)) * float(video.time_base) + 1 / fps if whole else 0.0
+    if promised_s and covered_s < _COMPLETE_FRACTION * promised_s and promised_s - covered_s > 1.5 / fps:
+        raise FootageError(f"camera {camera_id!r}: {path} holds only {len(whole)} frames ({covered_s:.2f} s) of the "
+                           f"{promised_s:.2f} s (about {round(promised_s * fps)} frames at {float(fps):g} fps) its "
+                           f"header promises: {_TRUNCATED}")
+
+
+def _header_duration_s(video) -> float | None:
+    """The video stream's duration as its header gives it: the stream's own, or Matroska's per-track DURATION tag."""
+    if video.duration and video.time_base:
+        return float(video.duration * video.time_base)
+    tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", video.metadata.get("DURATION", "").strip())
+    return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3]) if tag else None
 
 
 def _is_variable(times: np.ndarray) -> bool:

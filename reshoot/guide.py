@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from reshoot.atomic import atomic_write_bytes, atomic_write_json
+from reshoot.atomic import ANOTHER_WORKSPACE, atomic_write_bytes, atomic_write_json, naming_full_disk
 from reshoot.camera_path import CameraPath, Timeline
 from reshoot.cameras import Cameras
 from reshoot.progress import track
@@ -68,9 +68,12 @@ class GuideConfig:
     """Warn about frames whose coverage is below this."""
 
     def __post_init__(self) -> None:
-        if self.confidence_downscale < 1 or not 0 <= self.min_coverage <= self.warn_coverage <= 1:
-            raise ValueError(f"GuideConfig: confidence_downscale must be >= 1 and 0 <= min_coverage <= warn_coverage "
-                             f"<= 1; got {self.confidence_downscale}, {self.min_coverage}, {self.warn_coverage}")
+        if self.confidence_downscale < 1:
+            raise ValueError(f"--confidence-downscale {self.confidence_downscale}: give a whole number >= 1 (1: the "
+                             "real cameras' full size)")
+        if not 0 <= self.min_coverage <= self.warn_coverage <= 1:
+            raise ValueError(f"--min-coverage {self.min_coverage:g} and --warn-coverage {self.warn_coverage:g}: give "
+                             "fractions of the picture with 0 <= --min-coverage <= --warn-coverage <= 1")
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def _guide(ctx: StageContext, config: GuideConfig) -> dict[str, Any]:
         for i in track(range(len(path)), f"guide frames of '{path.name}'"):
             frame = render_guide(scene, path, i, timeline, real if config.confidence else None,
                                  config.confidence_downscale)
-            _write_frame(out, i, frame)
+            _write_frame(out, i, frame, ctx.workspace.stage_dir("guide"))
             frames.append(_frame_figures(path, i, timeline, frame))
             if i in picks:
                 sheet[f"frame {i}"] = _sheet_cells(frame, path.timeline_frames[i])
@@ -254,15 +257,18 @@ def load_shot_frames(workspace_root: Path, stage: str = "guide") -> tuple[Camera
     return path, files
 
 
-def _write_frame(out: Path, i: int, frame: GuideFrame) -> None:
+def _write_frame(out: Path, i: int, frame: GuideFrame, stage_dir: Path) -> None:
+    """Write frame ``i``'s files into ``out`` (the stage's folder while it runs, moved to ``stage_dir`` at the end); a
+    full disk is an OSError naming ``stage_dir`` and the frame."""
     name = f"{i:06d}"
-    save_png(to_uint8(torch.from_numpy(frame.rgb)), out / "rgb" / f"{name}.png")
-    save_png(_gray(frame.alpha), out / "alpha" / f"{name}.png")
-    if frame.confidence is not None:
-        save_png(_gray(frame.confidence), out / "confidence" / f"{name}.png")
-    buffer = io.BytesIO()
-    np.save(buffer, frame.depth)
-    atomic_write_bytes(out / "depth" / f"{name}.npy", buffer.getvalue())
+    with naming_full_disk(stage_dir, f"guide frame {i}", ANOTHER_WORKSPACE):
+        save_png(to_uint8(torch.from_numpy(frame.rgb)), out / "rgb" / f"{name}.png")
+        save_png(_gray(frame.alpha), out / "alpha" / f"{name}.png")
+        if frame.confidence is not None:
+            save_png(_gray(frame.confidence), out / "confidence" / f"{name}.png")
+        buffer = io.BytesIO()
+        np.save(buffer, frame.depth)
+        atomic_write_bytes(out / "depth" / f"{name}.npy", buffer.getvalue())
 
 
 def _frame_figures(path: CameraPath, i: int, timeline: Timeline, frame: GuideFrame) -> dict[str, Any]:

@@ -80,9 +80,12 @@ class IngestConfig:
     reshoot cameras.json."""
 
     def __post_init__(self) -> None:
-        if self.step < 1 or self.max_frames < 0 or not 0 < self.scale <= 1:
-            raise ValueError(f"IngestConfig: step must be >= 1, max_frames >= 0 and 0 < scale <= 1; got "
-                             f"step={self.step}, max_frames={self.max_frames}, scale={self.scale}")
+        if self.step < 1:
+            raise ValueError(f"--step {self.step}: give a whole number >= 1 (every step-th output frame is taken)")
+        if self.max_frames < 0:
+            raise ValueError(f"--max-frames {self.max_frames}: give 0 (no limit) or more")
+        if not 0 < self.scale <= 1:
+            raise ValueError(f"--scale {self.scale:g}: give a factor in (0, 1] (0.5 halves width and height)")
 
 
 def run_ingest(workspace: Workspace, sources: Sequence[Path], config: IngestConfig = IngestConfig(),
@@ -117,8 +120,8 @@ def _ingest(ctx: StageContext, paths: list[Path], config: IngestConfig) -> dict[
     if config.max_frames:
         timeline = _truncate(timeline, config.max_frames)
     if len(timeline.times_s) == 0:
-        raise SyncError(f"the range {config.start_s}..{config.end_s} s holds no output frame at {fps} fps; "
-                        f"the cameras overlap over {timeline.overlap_s[0]:.3f}..{timeline.overlap_s[1]:.3f} s")
+        raise SyncError(f"the range --start-s {config.start_s} to --end-s {config.end_s} holds no output frame at "
+                        f"{fps} fps; the cameras overlap over {timeline.overlap_s[0]:.3f}..{timeline.overlap_s[1]:.3f} s")
     with ctx.timer("extract"):
         sizes = _extract(ctx.out_dir / "frames", cameras, timeline, config)
     with ctx.timer("contact_sheet"):

@@ -22,6 +22,7 @@ A config file is TOML (or JSON) with one table per stage and the sources at the 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import time
 import tomllib
@@ -81,19 +82,21 @@ class JobResult:
 
 
 def run_job(config: JobConfig, force: bool = False,
-            on_stage: Callable[[int, int, str], None] | None = None) -> JobResult:
-    """Run every stage of ``config`` in order over its workspace (see the module docstring).
+            on_stage: Callable[[int, int, str], None] | None = None, wait: bool = False) -> JobResult:
+    """Run every stage of ``config`` in order over its workspace (see the module docstring), holding the workspace's
+    writer lock from the first stage to the last (no other process writes between them).
 
     Args:
         force: run every stage again even if it is up to date.
         on_stage: called as ``on_stage(index, total, name)`` before each stage (for a progress display).
+        wait: if another process is writing the workspace, wait for it (else refuse at once, naming it).
     """
     if not config.sources:
         raise ValueError("the job has no sources: give the set cameras' files (or a config file listing them)")
     missing = [str(p) for p in config.sources if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"source(s) not found: {', '.join(missing)}")
-    workspace = Workspace(config.workspace)
+    workspace = Workspace(config.workspace, wait=wait)
     steps: list[tuple[str, Callable[[], StageResult]]] = [
         ("ingest", lambda: run_ingest(workspace, list(config.sources), config.ingest, force=force)),
         ("register", lambda: run_register(workspace, config.register, force=force)),
@@ -105,10 +108,11 @@ def run_job(config: JobConfig, force: bool = False,
     ]
     assert [name for name, _ in steps] == list(STAGES)
     start, results = time.perf_counter(), {}
-    for index, (name, step) in enumerate(steps):
-        if on_stage:
-            on_stage(index, len(steps), name)
-        results[name] = step()
+    with workspace.writing():
+        for index, (name, step) in enumerate(steps):
+            if on_stage:
+                on_stage(index, len(steps), name)
+            results[name] = step()
     return JobResult(workspace, results, time.perf_counter() - start)
 
 
@@ -137,7 +141,10 @@ def headline(stage: str, s: dict[str, Any]) -> str:
 
 
 def load_job_config(file: Path) -> JobConfig:
-    """A JobConfig from a TOML or JSON file (see the module docstring); paths in it are relative to the file."""
+    """A JobConfig from a TOML or JSON file (see the module docstring); paths in it are relative to the file.
+
+    Every value is checked against its setting's type as the file is read, so a job with a wrong or unknown setting
+    stops before any stage runs, with a ValueError naming the file, the setting, the value and what it takes."""
     file = Path(file)
     if not file.is_file():
         raise FileNotFoundError(f"no job config at {file}")
@@ -149,35 +156,90 @@ def load_job_config(file: Path) -> JobConfig:
     return _build(JobConfig, data, file.parent, str(file))
 
 
-def _build(cls: type, data: dict[str, Any], base: Path, where: str) -> Any:
-    """``cls`` from a dict, converting paths (relative to ``base``), tuples and nested configs; unknown keys are
-    errors that list the known ones."""
+def _build(cls: type, data: dict[str, Any], base: Path, where: str, section: str = "") -> Any:
+    """``cls`` from a dict, checking each value against the field's type and converting paths (relative to
+    ``base``), tuples and nested configs (``section`` is the table being read: "" for the file's top level);
+    unknown keys are errors that list the known ones."""
+    place = f"{where}: {section}" if section else where
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a table of settings, got {data!r}")
+        raise ValueError(f"{place}: expected a table of settings, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    values = {key: _convert(hints[key], value, base, f"{where}: {key}") for key, value in data.items()}
+        raise ValueError(f"{place}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {}
+    for key, value in data.items():
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = _build(hints[key], value, base, where, key)
+            continue
+        converted = _convert(hints[key], value, base)
+        if converted is _WRONG:
+            setting = f"{section}.{key}" if section else key  # TOML's dotted key, and run's flag --section.key
+            shown = json.dumps(value) if value is None or isinstance(value, bool) else repr(value)  # true, null
+            raise ValueError(f"{where}: {setting} = {shown} is not {_expected(hints[key])}")
+        values[key] = converted
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: {exc}") from exc
+        raise ValueError(f"{place}: {exc}") from exc
 
 
-def _convert(hint: Any, value: Any, base: Path, where: str) -> Any:
+#: What :func:`_convert` returns for a value of the wrong type.
+_WRONG = object()
+
+
+def _convert(hint: Any, value: Any, base: Path) -> Any:
+    """``value`` as a field typed ``hint`` holds it (paths made relative to ``base``), or ``_WRONG``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, base, where)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
+        if value is None and type(None) in args:
             return None
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Path:
-        return base / Path(value)
+        for option in (a for a in args if a is not type(None)):
+            converted = _convert(option, value, base)
+            if converted is not _WRONG:
+                return converted
+        return _WRONG
+    if origin is typing.Literal:
+        return value if any(value == a and type(value) is type(a) for a in args) else _WRONG
     if origin is tuple:
-        item = args[0] if args else Any
-        return tuple(_convert(item, v, base, where) for v in value)
-    return value
+        if not isinstance(value, (list, tuple)):
+            return _WRONG
+        fixed = not (len(args) == 2 and args[1] is Ellipsis)
+        if fixed and len(value) != len(args):
+            return _WRONG
+        items = [_convert(args[k] if fixed else args[0], v, base) for k, v in enumerate(value)]
+        return _WRONG if any(item is _WRONG for item in items) else tuple(items)
+    if hint is Path:
+        return base / Path(value) if isinstance(value, str) and value else _WRONG
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return next((member for member in hint if value in (member.value, member.name)), _WRONG)
+    if hint is bool:
+        return value if isinstance(value, bool) else _WRONG
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _WRONG
+    if hint is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _WRONG
+    if hint is str:
+        return value if isinstance(value, str) else _WRONG
+    if hint is Any:
+        return value
+    raise TypeError(f"job config: no reader for settings of type {hint!r}; add one to reshoot.job._convert")
+
+
+def _expected(hint: Any) -> str:
+    """What a field typed ``hint`` takes, in words: "a whole number", "one of 'fast', 'quality'"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args if a is not type(None))
+    if origin is typing.Literal:
+        return f"one of {', '.join(map(repr, args))}"
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list, each item {_expected(args[0])}"
+        return f"a list of {len(args)} items, each {_expected(args[0])}" if len(set(args)) == 1 \
+            else f"a list of {len(args)} items: {', '.join(_expected(a) for a in args)}"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return f"one of {', '.join(repr(m.value) for m in hint)}"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string (text in quotes)",
+            Path: "a path (text in quotes, relative to the file)", Any: "a value"}[hint]

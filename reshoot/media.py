@@ -27,6 +27,7 @@ def write_video(
     pix_fmt: str = "yuv420p",
     options: dict[str, str] | None = None,
     rec709: bool = False,
+    container_options: dict[str, str] | None = None,
 ) -> int:
     """Encode ``frames`` (and optional mono PCM audio) to ``path``, atomically; return the frame count.
 
@@ -42,6 +43,8 @@ def write_video(
         rec709: convert RGB to YUV with the BT.709 matrix in limited range and tag the stream BT.709
             (primaries, transfer, matrix, range), as HD deliverables are. Off by default: FFmpeg's
             untagged default (BT.601 matrix), as reshoot's sample footage has always been written.
+        container_options: muxer options, e.g. ``{"movflags": "faststart"}`` to write an MP4's or MOV's index
+            before its frames, as cameras and streaming files do.
     """
     av = require("av", "pip install av")
     path = Path(path)
@@ -49,7 +52,7 @@ def write_video(
     rate = Fraction(fps).limit_denominator(1001)
     count = 0
     try:
-        with av.open(str(tmp), mode="w") as container:
+        with av.open(str(tmp), mode="w", options=dict(container_options or {})) as container:
             try:
                 video = container.add_stream(codec, rate=rate)
             except av.codec.codec.UnknownCodecError:

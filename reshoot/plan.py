@@ -16,6 +16,7 @@ a Nuke ``.chan`` or reshoot's own path JSON). The path is checked (time range, l
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from reshoot import camera_path as paths
 from reshoot.atomic import atomic_write_bytes
 from reshoot.camera_path import CameraPath, PathError, Timeline
 from reshoot.cameras import Cameras, look_at
+from reshoot.deliver import check_file_stem
 from reshoot.path_io import read_json
 from reshoot.splat.pointcloud import read_points_ply
 from reshoot.viz import save_png, top_view
@@ -91,16 +93,26 @@ class PathConfig:
 
     def __post_init__(self) -> None:
         if self.kind == "import" and self.file is None:
-            raise ValueError("PathConfig: kind 'import' needs --file (a camera_path.json, .chan or reshoot .json)")
+            raise ValueError("path kind 'import' needs --file (a camera_path.json, .chan or reshoot .json)")
         if self.kind in ("dolly",) and not (self.camera_a and self.camera_b):
-            raise ValueError("PathConfig: kind 'dolly' needs --camera-a and --camera-b (set camera ids)")
+            raise ValueError("path kind 'dolly' needs --camera-a and --camera-b (set camera ids)")
         if self.kind == "offset" and not self.camera_a:
-            raise ValueError("PathConfig: kind 'offset' needs --camera-a (the set camera to move)")
+            raise ValueError("path kind 'offset' needs --camera-a (the set camera to move)")
         if (self.width is None) != (self.height is None):
-            raise ValueError(f"PathConfig: give both --width and --height or neither; got {self.width}, {self.height}")
-        if self.width is not None and (self.width % 2 or self.height % 2):
-            raise ValueError(f"PathConfig: --width and --height must be even (H.264 and ProRes need it); got "
+            raise ValueError(f"give both --width and --height or neither; got --width {self.width}, --height "
+                             f"{self.height}")
+        if self.width is not None and (self.width % 2 or self.height % 2 or self.width <= 0 or self.height <= 0):
+            raise ValueError(f"--width and --height must be even and > 0 (H.264 and ProRes need even sizes); got "
                              f"{self.width}x{self.height}")
+        if self.focal_mm is not None and not (math.isfinite(self.focal_mm) and self.focal_mm > 0):
+            raise ValueError(f"--focal-mm {self.focal_mm:g}: a lens needs a focal length > 0 mm (e.g. 24); leave "
+                             "--focal-mm out for the default (overhead: 24 mm; other kinds: the set cameras' own "
+                             "lenses)")
+        if not (math.isfinite(self.sensor_width_mm) and self.sensor_width_mm > 0):
+            raise ValueError(f"--sensor-width-mm {self.sensor_width_mm:g}: a sensor needs a width > 0 mm "
+                             "(36: full frame)")
+        if self.name is not None:
+            check_file_stem(self.name, "--name")
 
 
 def run_path(workspace: Workspace, config: PathConfig = PathConfig(), force: bool = False) -> StageResult:
@@ -142,9 +154,10 @@ def build_path(config: PathConfig, cameras: Cameras, timeline: Timeline, workspa
               **({"name": config.name} if config.name else {})}  # else each builder's own name
     if config.kind == "overhead":
         follow = actor_track(workspace_root, timeline) if config.follow else None
+        lens = {} if config.focal_mm is None else {"focal_mm": config.focal_mm}  # else the builder's, 24 mm
         return paths.overhead_path(cameras, timeline, target=config.target, height=config.elevation,
-                                   tilt_deg=config.tilt_deg, heading_deg=config.heading_deg,
-                                   focal_mm=config.focal_mm or 24.0, follow=follow, **common)
+                                   tilt_deg=config.tilt_deg, heading_deg=config.heading_deg, follow=follow,
+                                   **lens, **common)
     _check_ids(cameras, [c for c in (config.camera_a, config.camera_b) if c])
     if config.kind == "dolly":
         return paths.dolly_path(cameras, config.camera_a, config.camera_b, timeline, focal_mm=config.focal_mm,

@@ -10,7 +10,10 @@ Reads ``WS/ingest`` and ``WS/register``; writes ``WS/reconstruct/``::
     holdout.json / holdout.png   with --holdout CAMERA: that camera's PSNR/SSIM at every instant, and
                            rendered-vs-filmed side by side
 
-Training resumes from the stage's scratch checkpoint when a run with the same inputs was stopped.
+Training resumes from the stage's scratch checkpoint when a run with the same inputs was stopped, and says so; a
+checkpoint that cannot be read, or that another run wrote, is set aside beside it and training starts afresh.
+Settings that cannot work (frames too small after --downscale, a handful of sparse points and nothing else to
+make the set from) are refused before the footage is loaded or, at the latest, before training.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import torch
 from reshoot.atomic import atomic_write_bytes, atomic_write_json
 from reshoot.metrics import psnr, ssim
 from reshoot.progress import track
-from reshoot.splat.data import SetStills, ShotFootage, load_set_stills, load_shot_footage
+from reshoot.splat.data import (SetStills, ShotFootage, check_downscale, load_set_stills, load_shot_footage,
+                                registered_rig)
 from reshoot.splat.dense import DenseConfig, DenseSet, dense_set_points
 from reshoot.splat.init import InitConfig, initial_params, motion_masks, performance_masks, set_views
 from reshoot.splat.priors import depth_priors
@@ -40,6 +44,13 @@ from reshoot.workspace import StageContext, StageResult, Workspace
 
 _VERSION = 1
 SCAN_POINTS = 100_000  #: a set scan is sampled to at most this many points (each starts a Gaussian)
+MIN_SPARSE_POINTS = 20
+"""Fewer sparse points than this from register are a handful: every step that reads them stops trusting them
+(outlier removal, the box the visual hulls are carved in, dense stereo's depth ranges), so the set must come from
+dense stereo or a set scan instead."""
+MIN_SET_POINTS = 100
+"""With a handful of sparse points, dense stereo and a set scan must together give at least this many points for the
+set to start on (as many as one plane of the dense stage's plane prior needs)."""
 
 
 class ReconstructError(RuntimeError):
@@ -95,9 +106,22 @@ class ReconstructConfig:
     count)."""
 
     def __post_init__(self) -> None:
-        if self.downscale < 1 or self.frame_step < 1 or not 0 <= self.sh_degree <= 3:
-            raise ValueError(f"ReconstructConfig: downscale and frame_step must be >= 1 and sh_degree 0-3; got "
-                             f"{self.downscale}, {self.frame_step}, {self.sh_degree}")
+        """Refuse values that cannot make a scene, naming the flag. (``--set-fraction``, whose limits depend on the
+        device's strategy and the steps, is checked when the stage starts, before anything is loaded.)"""
+        checks = [
+            (self.preset in PRESETS, f"--preset must be one of {', '.join(PRESETS)}; got {self.preset!r}"),
+            (self.steps is None or self.steps >= 1, f"--steps must be at least 1; got {self.steps}"),
+            (self.downscale >= 1, f"--downscale must be at least 1 (1: full size); got {self.downscale}"),
+            (self.frame_step >= 1, f"--frame-step must be at least 1 (1: every frame); got {self.frame_step}"),
+            (0 <= self.sh_degree <= 3, f"--sh-degree must be 0, 1, 2 or 3; got {self.sh_degree}"),
+            (self.dynamic_per_instant >= 0, f"--dynamic-per-instant must be 0 or more; got {self.dynamic_per_instant}"),
+            (self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda; got {self.device!r}"),
+            (self.strategy in ("auto", "default", "mcmc"),
+             f"--strategy must be auto, default or mcmc; got {self.strategy!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"reconstruct: {message}")
 
     def train_config(self, device: str = "cpu") -> TrainConfig:
         """The preset with this config's overrides; ``device`` ("cpu" or "cuda") settles strategy "auto"."""
@@ -110,8 +134,9 @@ class ReconstructConfig:
         if self.steps is None:
             return base
         scale = self.steps / base.steps
+        # rounded up, not down: a few steps (--steps 1 or 2) would stop densifying before the performance phase
         return replace(base, steps=self.steps, refine_start=int(base.refine_start * scale),
-                       refine_stop=int(base.refine_stop * scale),
+                       refine_stop=-(-base.refine_stop * self.steps // base.steps),
                        sh_degree_every=max(1, int(base.sh_degree_every * scale)),
                        checkpoint_every=max(50, min(base.checkpoint_every, self.steps // 4)))
 
@@ -139,7 +164,7 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
                    set_stills=len(stills) if stills else 0, set_steps=trainer.set_steps,
                    dense=_dense_summary(dense.report) if dense is not None else None,
                    set_scan=_scan_summary(setup.scan) if setup.scan is not None else None,
-                   training_steps=trainer.step_idx,
+                   training_steps=trainer.step_idx, resumed_from_step=trainer.resumed_from,
                    final_train_psnr_db=float(np.mean([h["psnr"] for h in history[-4:]])) if history else None)
     if config.holdout:
         with ctx.timer("holdout"):
@@ -166,12 +191,19 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
     """Load the workspace's footage, stills and sparse points, build the dense set and the initial Gaussians, and
     return the trainer reconstruct runs (also what ``reshoot bench`` times a training step on). ``out_dir``, if
     given, receives ``dense_points.ply``; ``timer(name)`` times each part."""
+    # 1. what can be refused without the footage: the schedule, the image size, the held-out camera, the points
+    train = _training_schedule(config, device)
+    _check_cameras(root, config)
+    sparse = root / "register" / "sparse_points.ply"
+    xyz, rgb = read_points_ply(sparse)
+    if not config.dense and config.set_scan is None:  # nothing else can make the set: refuse before loading
+        _check_set_points(config, sparse, len(xyz))
+    # 2. the footage, the set (scan, dense stereo) and where the Gaussians start
     with timer("load"):
         footage = load_shot_footage(root, config.downscale, config.frame_step, masks=config.masks)
         full = footage
         if config.holdout:
             footage = footage.without(config.holdout)
-        xyz, rgb = read_points_ply(root / "register" / "sparse_points.ply")
         width = int(footage.cameras.image_size[:, 0].max())
         stills = load_set_stills(root, max_width=width) if config.stills else None
     init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
@@ -187,20 +219,76 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
             dense = dense_set_points(views, xyz, DenseConfig(seed=config.seed))
             stereo = (dense.xyz, dense.rgb)
             points = stereo if points is None else tuple(np.concatenate(p) for p in zip(stereo, points))
+    _check_set_points(config, sparse, len(xyz), dense, len(views), scan)
     priors = None
     if points is not None:
         if out_dir is not None:
             write_points_ply(out_dir / "dense_points.ply", points[0], (points[1] * 255).round().astype(np.uint8))
-        train = config.train_config(device.type)
         priors = depth_priors(points[0], footage.cameras, stills.cameras if stills else None,
                               pseudo_views=train.pseudo_views if train.coverage_weight > 0 else 0, seed=config.seed)
     with timer("init"):
         params, report = initial_params(footage, xyz, rgb, init, masks=motion, dense=points,
                                         set_depths=priors.cameras if priors is not None else None)
     scene = DynamicScene(params, config.sh_degree).to(device)
-    trainer = Trainer(footage, scene, config.train_config(device.type), scene_scale=_scene_scale(footage),
+    trainer = Trainer(footage, scene, train, scene_scale=_scene_scale(footage),
                       stills=stills, moving=performance_masks(motion), priors=priors)
     return TrainingSetup(trainer, footage, full, stills, dense, report, scan)
+
+
+def _training_schedule(config: ReconstructConfig, device: torch.device) -> TrainConfig:
+    """The training config on this device, or a ReconstructError naming the flag to change: ``--set-fraction``
+    outside [0, 1) (a config accepts it; only a run needs a schedule), beyond what the preset's densification allows,
+    or above 0 with the mcmc strategy."""
+    if config.set_fraction is not None and not 0 <= config.set_fraction < 1:
+        raise ReconstructError(f"reconstruct: --set-fraction must be at least 0 and below 1 (0: one phase); got "
+                               f"{config.set_fraction:g}")
+    try:
+        return config.train_config(device.type)
+    except ValueError as error:
+        raise ReconstructError(f"reconstruct: {error}") from None
+
+
+def _check_cameras(root: Path, config: ReconstructConfig) -> None:
+    """Refuse, from register's cameras alone, a --downscale that leaves images too small to train on and a
+    --holdout that is not a registered camera (or would leave none to train on)."""
+    cameras, _, _ = registered_rig(root)
+    try:
+        check_downscale(cameras, config.downscale, "--downscale")
+    except ValueError as error:
+        raise ReconstructError(f"reconstruct: {error}") from None
+    if config.holdout is not None:
+        if config.holdout not in cameras.camera_ids:
+            raise ReconstructError(f"reconstruct: --holdout {config.holdout!r} is not a registered camera; "
+                                   f"registered: {', '.join(cameras.camera_ids)}")
+        if len(cameras) == 1:
+            raise ReconstructError(f"reconstruct: --holdout {config.holdout!r} leaves no camera to train on (it is "
+                                   "the only registered one); leave --holdout out")
+
+
+def _check_set_points(config: ReconstructConfig, sparse: Path, sparse_count: int, dense: DenseSet | None = None,
+                      views: int = 0, scan: AlignedScan | None = None) -> None:
+    """Refuse a set with too little to start on: fewer than ``MIN_SPARSE_POINTS`` sparse points from register and
+    fewer than ``MIN_SET_POINTS`` from dense stereo and the set scan together. (A handful of sparse points is fine
+    when stereo over survey stills or a scan makes the set.)"""
+    extra = (len(dense.xyz) if dense is not None else 0) + (len(scan.points.xyz) if scan is not None else 0)
+    if sparse_count >= MIN_SPARSE_POINTS or extra >= MIN_SET_POINTS:
+        return
+    made = ("no sparse points" if sparse_count == 0 else
+            f"only {sparse_count} sparse point{'s' if sparse_count > 1 else ''}")
+    parts = []
+    if dense is not None:
+        parts.append(f"dense stereo over {views} views of the set found only {len(dense.xyz)} more points")
+    elif config.dense:
+        parts.append(f"dense stereo cannot run on {views} view{'s' if views != 1 else ''} of the set (it needs 2)")
+    if scan is not None:
+        parts.append(f"the set scan gave only {len(scan.points.xyz)}")
+    found = " and ".join(parts) or "with --no-dense nothing else makes the set"
+    raise ReconstructError(
+        f"reconstruct: register made {made} ({sparse}) and {found}: the scene cannot start from so few (it needs "
+        f"{MIN_SPARSE_POINTS} sparse points, or {MIN_SET_POINTS} from dense stereo or a set scan). Re-run register "
+        "with survey stills of the set (--survey FOLDER), with --dynamic instants (synced footage where much of each "
+        "view moves), or with a known calibration (ingest --calibration FILE, then register --calibration "
+        "triangulate)" + ("; or drop --no-dense, so that dense stereo can make the set" if not config.dense else ""))
 
 
 @dataclass(frozen=True)

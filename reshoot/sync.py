@@ -473,7 +473,8 @@ def build_timeline(
             times get frame -1 for that camera.
     Raises:
         SyncError: with ``require_overlap``, a camera has no footage at some output time (named,
-            with its span and the overlap); or the range is left to default and there is no overlap.
+            with its span and the overlap); or the range is left to default and there is no overlap;
+            or the range is empty (``end_s`` not after ``start_s``).
     """
     _check_clocks(clocks)
     fps = _exact_fps(fps, "build_timeline")
@@ -485,7 +486,9 @@ def build_timeline(
     start = window[0] if start_s is None else float(start_s)
     end = window[1] if end_s is None else float(end_s)
     if not end > start:
-        raise ValueError(f"build_timeline: the range [{start}, {end}) s is empty; give start_s < end_s")
+        raise SyncError(f"the range to extract, [{start:.3f}, {end:.3f}) s on the shoot clock, is empty: give a start "
+                        f"(--start-s) before the end (--end-s); the cameras all have footage on "
+                        f"[{window[0]:.3f}, {window[1]:.3f}) s")
     frame_step_s = float(Fraction(step) / fps)
     count = int(math.ceil((end - start) / frame_step_s)) + 1
     times = start + (np.arange(count) * step) / float(fps)

@@ -123,7 +123,13 @@ class Truth:
 
 def run_eval(workspace: Workspace, config: EvalConfig = EvalConfig()) -> dict[str, Any]:
     """Reshoot ``config.camera``, score guide and refined frames against its truth, write the report; returns the
-    metrics (also in ``WS/eval/<camera>/metrics.json``)."""
+    metrics (also in ``WS/eval/<camera>/metrics.json``). Holds the workspace's writer lock: a stage re-run by
+    another process meanwhile would change the scene under it."""
+    with workspace.writing():
+        return _run_eval(workspace, config)
+
+
+def _run_eval(workspace: Workspace, config: EvalConfig) -> dict[str, Any]:
     root = workspace.root
     if not workspace.manifest("reconstruct"):
         raise StageError(f"no scene in {root}: run `reshoot reconstruct --workspace {root}` first")

@@ -135,14 +135,14 @@ def test_a_moving_camera_never_trains_the_set_and_the_schedule_is_checked():
         TrainConfig(strategy="mcmc", set_fraction=0.5)
 
 
-def test_a_checkpoint_of_other_images_is_refused_with_what_to_do(tmp_path):
+def test_a_checkpoint_of_other_images_is_set_aside_and_training_starts_over(tmp_path):
     footage = _footage()
     trainer = Trainer(footage, DynamicScene(_params(), 0), TrainConfig(steps=2, refine_start=100))
     trainer.run(tmp_path / "ckpt.pt")
     stills = SetStills(_cameras(["survey/000"], [(-1.5, -1.5, 2.0)]), [np.zeros((H, W, 3), np.uint8)])
     again = Trainer(footage, DynamicScene(_params(), 0), TrainConfig(steps=4, refine_start=100), stills=stills)
-    with pytest.raises(ValueError, match="--force"):
-        again.run(tmp_path / "ckpt.pt")
+    again.run(tmp_path / "ckpt.pt")
+    assert again.step_idx == 4 and (tmp_path / "ckpt.pt.other-run").is_file()
 
 
 def test_a_stills_unfilmed_border_is_left_out_of_the_loss():

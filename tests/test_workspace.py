@@ -250,7 +250,7 @@ def test_failure_without_previous_run_leaves_no_stage_folder(ws):
     assert list((ws.root / ".reshoot" / "tmp").iterdir()) == []
     scratch = ws.root / ".reshoot" / "scratch" / "ingest"
     assert (scratch / "ckpt.txt").read_text() == "call 1"
-    assert ws.status()[0] == {"stage": "ingest", "state": "missing"}
+    assert ws.status()[0] == {"stage": "ingest", "state": "missing", "resume": [".reshoot/scratch/ingest/ckpt.txt"]}
 
 
 def test_failure_keeps_previous_complete_folder(ws, footage):
@@ -429,7 +429,7 @@ def test_status_missing_complete_stale(ws):
     ws.run_stage("ingest", Config(), up, force=True)
     state = {r["stage"]: r for r in ws.status()}
     assert state["ingest"]["state"] == "complete"
-    assert state["register"]["state"] == "stale" and state["register"]["stale_because"] == ["ingest"]
+    assert state["register"]["state"] == "stale" and state["register"]["stale_because"] == ["ingest changed"]
 
     ws.run_stage("register", Config(), Recorder(), upstream=["ingest"])
     assert {r["stage"]: r["state"] for r in ws.status()}["register"] == "complete"

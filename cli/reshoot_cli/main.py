@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -16,10 +17,12 @@ from typing import Annotated, Literal
 
 import tyro
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import reshoot
 import reshoot.job
+import reshoot.workspace
 from reshoot import bench
 from reshoot.atomic import atomic_write_json, atomic_write_text
 from reshoot.export import ExportConfig
@@ -147,13 +150,16 @@ class IngestCommand:
     """The workspace folder (created when missing)."""
     force: bool = False
     """Run again even if the inputs and options are unchanged."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[IngestConfig, tyro.conf.arg(name="")] = field(default_factory=IngestConfig)
 
     def run(self) -> None:
-        ws = reshoot.Workspace(self.workspace)
+        ws = reshoot.Workspace(self.workspace, wait=self.wait)
         with warnings.catch_warnings():  # _print_ingest shows them, once, with the rest of the summary
             warnings.simplefilter("ignore", UserWarning)
             result = reshoot.run_ingest(ws, self.sources, self.config, force=self.force)
+            _print_notes(result)
         _print_ingest(result)
 
 
@@ -191,13 +197,16 @@ class RegisterCommand:
     """The workspace folder, already ingested."""
     force: bool = False
     """Run again even if the inputs and options are unchanged."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[RegisterConfig, tyro.conf.arg(name="")] = field(default_factory=RegisterConfig)
 
     def run(self) -> None:
-        ws = _existing_workspace(self.workspace)
+        ws = _existing_workspace(self.workspace, self.wait)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             result = reshoot.run_register(ws, self.config, force=self.force)
+            _print_notes(result)
         _print_register(result)
 
 
@@ -226,11 +235,14 @@ class ReconstructCommand:
     """The workspace folder, already registered."""
     force: bool = False
     """Run again even if the inputs and options are unchanged."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[ReconstructConfig, tyro.conf.arg(name="")] = field(default_factory=ReconstructConfig)
 
     def run(self) -> None:
-        ws = _existing_workspace(self.workspace)
+        ws = _existing_workspace(self.workspace, self.wait)
         result = reshoot.run_reconstruct(ws, self.config, force=self.force)
+        _print_notes(result)
         summary = result.manifest["summary"]
         verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
         out.print(f"[bold]reconstruct {verb}[/] on {summary['device']}: {result.path}")
@@ -253,11 +265,14 @@ class PathCommand:
     """The workspace folder, already registered."""
     force: bool = False
     """Run again even if the inputs and options are unchanged."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[PathConfig, tyro.conf.arg(name="")] = field(default_factory=PathConfig)
 
     def run(self) -> None:
-        ws = _existing_workspace(self.workspace)
+        ws = _existing_workspace(self.workspace, self.wait)
         result = reshoot.run_path(ws, self.config, force=self.force)
+        _print_notes(result)
         s = result.manifest["summary"]
         verb = "up to date (skipped)" if result.skipped else "done"
         out.print(f"[bold]path {verb}[/]: '{s['name']}' ({s['kind']}), {s['frames']} frames at {s['fps']} fps, "
@@ -276,11 +291,14 @@ class GuideCommand:
     """The workspace folder, with a scene (reconstruct) and a path."""
     force: bool = False
     """Run again even if the inputs and options are unchanged."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[GuideConfig, tyro.conf.arg(name="")] = field(default_factory=GuideConfig)
 
     def run(self) -> None:
-        ws = _existing_workspace(self.workspace)
+        ws = _existing_workspace(self.workspace, self.wait)
         result = reshoot.run_guide(ws, self.config, force=self.force)
+        _print_notes(result)
         s = result.manifest["summary"]
         verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
         confidence = f", mean confidence {s['mean_confidence']:.2f}" if s["mean_confidence"] is not None else ""
@@ -301,11 +319,14 @@ class RefineCommand:
     """The workspace folder, with guide frames."""
     force: bool = False
     """Run again even if the inputs and options are unchanged."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[RefineConfig, tyro.conf.arg(name="")] = field(default_factory=RefineConfig)
 
     def run(self) -> None:
-        ws = _existing_workspace(self.workspace)
+        ws = _existing_workspace(self.workspace, self.wait)
         result = reshoot.run_refine(ws, self.config, force=self.force)
+        _print_notes(result)
         s = result.manifest["summary"]
         verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
         per_frame = f", {s['seconds_per_frame']:.2f} s a frame" if s.get("seconds_per_frame") else ""
@@ -325,11 +346,14 @@ class ExportCommand:
     """The workspace folder, with guide frames (or a refined shot)."""
     force: bool = False
     """Run again even if the inputs and options are unchanged."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[ExportConfig, tyro.conf.arg(name="")] = field(default_factory=ExportConfig)
 
     def run(self) -> None:
-        ws = _existing_workspace(self.workspace)
+        ws = _existing_workspace(self.workspace, self.wait)
         result = reshoot.run_export(ws, self.config, force=self.force)
+        _print_notes(result)
         s = result.manifest["summary"]
         verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
         out.print(f"[bold]export {verb}[/]: '{s['name']}' from {s['source']}, frames {s['first_frame']}-"
@@ -355,6 +379,8 @@ class RunCommand:
     """A job config file (TOML or JSON); flags given as well override it."""
     force: bool = False
     """Run every stage again even if it is up to date."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     job: Annotated[JobConfig, tyro.conf.arg(name="")] = field(default_factory=JobConfig)
 
     def run(self) -> None:
@@ -365,7 +391,9 @@ class RunCommand:
         def announce(index: int, total: int, name: str) -> None:
             console.print(f"[bold]\\[{index + 1}/{total}] {name}[/]: {reshoot.STAGE_DESCRIPTIONS[name]}")
 
-        result = reshoot.run_job(job, force=self.force, on_stage=announce)
+        result = reshoot.run_job(job, force=self.force, on_stage=announce, wait=self.wait)
+        for stage_result in result.stages.values():
+            _print_notes(stage_result)
         table = Table(title=f"reshoot run: {result.workspace.root} ({result.seconds:.0f} s)")
         for col in ("stage", "", "took", "figures"):
             table.add_column(col)
@@ -390,10 +418,12 @@ class EvalCommand:
 
     workspace: Path = Path("reshoot-demo/workspace")
     """The workspace folder, with a scene."""
+    wait: bool = False
+    """If another reshoot process is writing the workspace, wait for it to finish (else stop at once, naming it)."""
     config: Annotated[EvalConfig, tyro.conf.arg(name="")] = field(default_factory=EvalConfig)
 
     def run(self) -> None:
-        ws = _existing_workspace(self.workspace)
+        ws = _existing_workspace(self.workspace, self.wait)
         m = reshoot.run_eval(ws, self.config)
         _print_shot_scores(f"reshooting {m['camera']} against what it filmed ({len(m['guide']['per_frame'])} frames)",
                            {"guide frames": m["guide"], f"refined ({m['refiner']})": m["refined"]})
@@ -496,30 +526,62 @@ class BenchCommand:
 
 @dataclass
 class StatusCommand:
-    """Show which stages of a workspace are complete, stale (an earlier stage changed) or missing."""
+    """Show each stage of a workspace: complete, stale (a stage it depends on, directly or not, or its footage changed
+    since it ran), broken (outputs missing or changed) or missing; runs going on or interrupted, and checkpoints a
+    re-run resumes from."""
 
     workspace: Path = Path("reshoot-demo/workspace")
     """The workspace folder."""
+    verify: bool = False
+    """Also hash every output and compare it with the manifest (slower; finds files changed after the stage ran)."""
 
     def run(self) -> None:
         ws = _existing_workspace(self.workspace)
         table = Table(title=f"workspace {ws.root}")
-        for col in ("stage", "state", "finished", "took"):
-            table.add_column(col)
-        for row in ws.status():
+        for col in ("stage", "state", "finished", "took", "why / what else"):
+            table.add_column(col, overflow="fold")
+        rows = ws.status(verify=self.verify)
+        for row in rows:
             took = f"{row['total_s']:.1f} s" if row.get("total_s") is not None else ""
-            state = row["state"] + (f" ({', '.join(row['stale_because'])} changed)" if row.get("stale_because") else "")
-            table.add_row(row["stage"], state, row.get("finished_at", ""), took)
+            colour = {"complete": "green", "stale": "yellow", "broken": "red"}.get(row["state"], "dim")
+            table.add_row(row["stage"], f"[{colour}]{row['state']}[/]", row.get("finished_at", ""), took,
+                          "; ".join(_status_details(row)))
         out.print(table)
         out.print(f"sources: {len(ws.info.get('sources', []))} file(s)")
+        todo = [r["stage"] for r in rows if r["state"] != "complete"]
+        if todo:
+            out.print(f"to bring it up to date: `reshoot run` (or each stage: {', '.join(todo)})")
 
 
-def _existing_workspace(path: Path) -> reshoot.Workspace:
+def _status_details(row: dict) -> list[str]:
+    """The reasons and activity of one status row, in words."""
+    details = list(row.get("stale_because") or [])
+    for key, what in (("missing_files", "missing"), ("changed_files", "changed since it ran")):
+        files = row.get(key) or []
+        if files:
+            details.append(f"{len(files)} output file(s) {what}: {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}")
+    if row.get("running"):
+        details.append(f"running now (process {row['running']})")
+    elif row.get("interrupted"):
+        details.append("a run was interrupted (nothing of it was published)")
+    if row.get("resume"):
+        details.append(f"a re-run resumes from {', '.join(row['resume'])}")
+    details += row.get("notes") or []
+    return details
+
+
+def _print_notes(result) -> None:
+    """What a stage's run made a person need to know (sources replaced, later stages now out of date)."""
+    for note in getattr(result, "notes", ()):
+        console.print(f"[yellow]warning:[/] {note}")
+
+
+def _existing_workspace(path: Path, wait: bool = False) -> reshoot.Workspace:
     """Open a workspace that must exist already (never create one as a side effect of a failing command)."""
     if not (path / "workspace.json").is_file():
         raise reshoot.StageError(f"{path} is not a reshoot workspace (no workspace.json); make one with "
                                  "`reshoot ingest SOURCES... --workspace PATH`")
-    return reshoot.Workspace(path)
+    return reshoot.Workspace(path, wait=wait)
 
 
 COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestCommand, "register": RegisterCommand,
@@ -584,16 +646,39 @@ def main(argv: list[str] | None = None) -> int:
         try:
             default = RunCommand(config=config_file, job=load_job_config(config_file))
         except (OSError, ValueError) as exc:
-            console.print(f"[red]error:[/] {exc}")
+            console.print(f"[red]error:[/] {escape(str(exc))}")
             return 1
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a farm's or a shell's kill ends like Ctrl-C
     try:
         tyro.cli(cls, args=rest, prog=f"reshoot {name}", default=default).run()
+    except KeyboardInterrupt:
+        if os.environ.get("RESHOOT_DEBUG", "") in ("1", "true", "yes"):
+            raise
+        console.print(f"[red]interrupted:[/] {_interrupted_text()}")
+        return 130
     except (*reshoot.ReshootError, OSError, ValueError) as exc:  # FootageError and SyncError are ValueErrors
         if os.environ.get("RESHOOT_DEBUG", "") in ("1", "true", "yes"):
             raise
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # a message's [brackets] are text, not markup
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupted_text() -> str:
+    """What an interrupted command kept and how to go on."""
+    stopped = reshoot.workspace.last_interrupted
+    if not stopped:
+        return "stopped; nothing half-written was published. Run the same command again to go on."
+    kept = (f"; its checkpoint is kept ({', '.join(stopped['kept'])}) and the same command resumes from it"
+            if stopped["kept"] else "; run the same command again to redo it")
+    return (f"{stopped['stage']} was stopped before it finished in {stopped['workspace']}: nothing of it was "
+            f"published and the stages before it are kept{kept}.")
 
 
 def _peek_option(args: list[str], flag: str, default: str) -> str:

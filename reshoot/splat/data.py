@@ -18,6 +18,10 @@ from reshoot.cameras import Cameras, distort
 from reshoot.footage import read_image
 from reshoot.progress import track
 
+MIN_TRAINING_SIDE_PX = 32
+"""The shortest side a training image may have after downscaling: smaller, a frame holds too little of the set and
+the actor to train on (and below one pixel the resize itself fails)."""
+
 
 @dataclass(frozen=True)
 class ShotFootage:
@@ -93,6 +97,24 @@ def load_set_stills(workspace_root: Path, max_width: int) -> SetStills | None:
     return SetStills(joined, images, keep)
 
 
+def check_downscale(cameras: Cameras, downscale: int, flag: str = "downscale") -> None:
+    """Raise ``ValueError`` if shrinking ``cameras``' frames by ``downscale`` leaves a side shorter than
+    ``MIN_TRAINING_SIDE_PX``, naming the smallest camera and the largest factor that works (``flag``: how the
+    caller's user spells the setting, e.g. ``--downscale``)."""
+    sides = np.asarray(cameras.image_size).min(axis=1)  # [C] each camera's short side, full size
+    c = int(np.argmin(sides))
+    if sides[c] // downscale >= MIN_TRAINING_SIDE_PX:
+        return
+    (width, height), camera_id = (int(v) for v in cameras.image_size[c]), cameras.camera_ids[c]
+    most = int(sides[c]) // MIN_TRAINING_SIDE_PX
+    if most < 1:
+        raise ValueError(f"camera {camera_id!r} filmed {width}x{height} pixels, below the smallest usable "
+                         f"{MIN_TRAINING_SIDE_PX} px on the short side even at full size: train on larger footage")
+    raise ValueError(f"{flag} {downscale} makes {width // downscale}x{height // downscale}-pixel images of camera "
+                     f"{camera_id!r} ({width}x{height}); the smallest usable is {MIN_TRAINING_SIDE_PX} px on the "
+                     f"short side: use {flag} {most} or less")
+
+
 def normalised_times(frame_count: int) -> np.ndarray:
     """Shot time of each ingested frame: 0 at the first, 1 at the last."""
     return np.linspace(0.0, 1.0, frame_count) if frame_count > 1 else np.zeros(1)
@@ -103,7 +125,8 @@ def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int 
     """The ingested frames and registered poses of a workspace (see the module docstring).
 
     Args:
-        downscale: divide the image size by this (1: full size).
+        downscale: divide the image size by this (1: full size); ``ValueError`` if that leaves a side shorter than
+            ``MIN_TRAINING_SIDE_PX`` (see :func:`check_downscale`).
         frame_step: use every ``frame_step``-th ingested frame.
         cameras: only these camera ids (default: every registered set camera).
         masks: optional folder of training masks, ``<camera>/<frame:06d>.png`` (ingested frame numbers, the
@@ -113,6 +136,9 @@ def load_shot_footage(workspace_root: Path, downscale: int = 1, frame_step: int 
     root = Path(workspace_root)
     ingest = root / "ingest"
     footage, registered, intrinsics, ids = _registered(root, cameras)
+    if downscale < 1 or frame_step < 1:
+        raise ValueError(f"downscale and frame_step must be at least 1; got {downscale}, {frame_step}")
+    check_downscale(intrinsics.select(ids), downscale)
     count = footage["timeline"]["frame_count"]
     frames = np.arange(0, count, frame_step)
     layout = footage["frames"]["layout"]

@@ -72,23 +72,29 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
     """Static Gaussians on the cleaned SfM points (and dense set points), dynamic ones in each instant's visual hull.
 
     Args:
+        points_xyz, points_rgb: register's sparse points [N, 3] and colours [N, 3] uint8; may be empty when
+            ``dense`` has points (the set then starts on those alone).
         masks: the footage's motion masks [C, T, H, W] if already made (``motion_masks``).
         dense: dense set points and their colours in [0, 1] (``reshoot.splat.dense``): the set starts on them too.
         set_depths: per footage camera, the set's depth [H, W] (``reshoot.splat.priors``; 0: unknown): the visual
             hulls are carved only by the cameras that see a point in front of the set (not hidden by a prop).
     """
-    cleaned = clean_points(points_xyz, points_rgb, config.clean)
     if masks is None:
         masks = motion_masks(footage, config.motion_threshold)
-    xyz, rgb = cleaned.xyz, cleaned.rgb / 255.0
-    if config.plate_stride:
-        dense_xyz, dense_rgb = plate_points(footage, masks, cleaned.xyz, config.plate_stride)
-        xyz, rgb = np.concatenate([xyz, dense_xyz]), np.concatenate([rgb, dense_rgb])
-    xyz_t = torch.as_tensor(xyz, dtype=torch.float32)
-    scale = _neighbour_scale(xyz_t)
-    scale = scale.clamp_max(torch.quantile(scale, 0.95))  # isolated points would start as huge blobs
-    parts = [make_params(xyz_t, torch.as_tensor(rgb, dtype=torch.float32), scale,
-                         config.sh_degree, opacity=config.static_opacity)]
+    parts, xyz = [], np.zeros((0, 3))
+    static_report = {"points_in": 0, "points_out": 0, "summary": "no sparse points: the set starts on the dense points"}
+    if len(points_xyz) or dense is None or not len(dense[0]):  # no SfM points at all: the dense set alone (if any)
+        cleaned = clean_points(points_xyz, points_rgb, config.clean)
+        static_report = cleaned.report.describe()
+        xyz, rgb = cleaned.xyz, cleaned.rgb / 255.0
+        if config.plate_stride:
+            dense_xyz, dense_rgb = plate_points(footage, masks, cleaned.xyz, config.plate_stride)
+            xyz, rgb = np.concatenate([xyz, dense_xyz]), np.concatenate([rgb, dense_rgb])
+        xyz_t = torch.as_tensor(xyz, dtype=torch.float32)
+        scale = _neighbour_scale(xyz_t)
+        scale = scale.clamp_max(torch.quantile(scale, 0.95))  # isolated points would start as huge blobs
+        parts.append(make_params(xyz_t, torch.as_tensor(rgb, dtype=torch.float32), scale,
+                                 config.sh_degree, opacity=config.static_opacity))
     if dense is not None and len(dense[0]):
         parts.append(surfel_params(dense[0], dense[1], config.sh_degree, config.dense_opacity, config.dense_width,
                                    config.dense_flatness))
@@ -110,7 +116,7 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
                                      torch.full((n,), voxel * 0.7), config.sh_degree,
                                      times=torch.full((n,), float(footage.times[t])),
                                      time_scale=config.time_scale_frames * spacing, opacity=config.dynamic_opacity))
-    report = InitReport(cleaned.report.describe(), counts, [list(map(float, region[0])), list(map(float, region[1]))],
+    report = InitReport(static_report, counts, [list(map(float, region[0])), list(map(float, region[1]))],
                         float(voxel), [float(m.mean()) for m in masks])
     return concat_params(*parts), report
 

@@ -14,16 +14,21 @@ spherical-harmonic degree raised step by step, densify and prune with gsplat's `
   geometry's depth (``depth_weight``) with the Gaussians the views see through removed (``free_space_views``);
   the performance phase trains the dynamic Gaussians on whole frames, drawn over a cached render of the frozen
   set (``layered``);
-- checkpoints every ``checkpoint_every`` steps, and a resume from the latest.
+- checkpoints every ``checkpoint_every`` steps, and a resume from the latest (said on stderr); a checkpoint that
+  cannot be read or that another run wrote is set aside (renamed, kept) and training starts afresh.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
@@ -116,22 +121,28 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.refine_every < 1 or not 0 <= self.ssim_weight <= 1:
-            raise ValueError(f"TrainConfig: steps and refine_every must be >= 1 and ssim_weight in [0, 1]; got "
-                             f"{self.steps}, {self.refine_every}, {self.ssim_weight}")
-        if not 0 <= self.set_fraction < 1 or not 0 <= self.still_share <= 1:
-            raise ValueError(f"TrainConfig: set_fraction must be in [0, 1) and still_share in [0, 1]; got "
-                             f"{self.set_fraction}, {self.still_share}")
-        if self.set_fraction > 0 and self.strategy == "mcmc":
-            raise ValueError("TrainConfig: the mcmc strategy relocates Gaussians across the set and the performance, "
-                             "so it cannot train the set first: use set_fraction 0 with mcmc (--set-fraction 0), "
-                             "or --strategy default")
-        if self.set_fraction > 0 and self.refine_stop <= round(self.set_fraction * self.steps):
-            raise ValueError(f"TrainConfig: densification stops at step {self.refine_stop}, before the performance "
-                             f"phase starts at step {round(self.set_fraction * self.steps)} of {self.steps}: the "
-                             "performance would never densify; lower set_fraction (--set-fraction)")
+        """Refuse a schedule that cannot train, naming the reconstruct flag where there is one."""
         if self.strategy not in ("default", "mcmc"):
-            raise ValueError(f"TrainConfig: strategy must be 'default' or 'mcmc'; got {self.strategy!r}")
+            raise ValueError(f"--strategy must be 'default' or 'mcmc' (or 'auto'); got {self.strategy!r}")
+        if self.steps < 1:
+            raise ValueError(f"--steps must be at least 1; got {self.steps}")
+        if self.refine_every < 1 or not 0 <= self.ssim_weight <= 1 or not 0 <= self.still_share <= 1:
+            raise ValueError(f"refine_every must be at least 1, and ssim_weight and still_share between 0 and 1; got "
+                             f"{self.refine_every}, {self.ssim_weight}, {self.still_share}")
+        if not 0 <= self.set_fraction < 1:
+            raise ValueError(f"set_fraction (reconstruct's --set-fraction) must be at least 0 and below 1 (0: one "
+                             f"phase); got {self.set_fraction:g}")
+        if self.set_fraction > 0 and self.strategy == "mcmc":
+            raise ValueError(f"--set-fraction {self.set_fraction:g} trains the set first, which the mcmc strategy "
+                             "cannot (it relocates Gaussians across the set and the performance; --strategy auto is "
+                             "mcmc on a GPU): pass --set-fraction 0, or --strategy default")
+        start = round(self.set_fraction * self.steps)
+        if self.set_fraction > 0 and self.refine_stop <= start:
+            most = math.floor(100 * (self.refine_stop - 1) / self.steps) / 100
+            use = f"--set-fraction {most:g} or less" if most > 0 else "--set-fraction 0"
+            raise ValueError(f"--set-fraction {self.set_fraction:g} starts the performance phase at step {start} of "
+                             f"{self.steps}, after densification stops (step {self.refine_stop}): the performance "
+                             f"would never densify; use {use}")
 
 
 PRESETS = {
@@ -285,6 +296,7 @@ class Trainer:
         if len(self.set_pairs) == 0 and self.stills is None:
             self.set_steps = 0  # nothing shows the set alone: one phase, as set_fraction 0
         self.history: list[dict] = []
+        self.resumed_from: int | None = None  # the step a checkpoint resumed training at (None: from the start)
 
     def _make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c, s = self.config, self.scene_scale
@@ -527,14 +539,19 @@ class Trainer:
                 group["lr"] = base * factor
 
     def run(self, checkpoint: Path | None = None, description: str = "training", until: int | None = None) -> list[dict]:
-        """Train to ``config.steps`` (or step ``until``), resuming from ``checkpoint`` if it exists and saving to it
-        as it goes."""
-        if checkpoint is not None and Path(checkpoint).is_file():
-            self.load_state_dict(torch.load(checkpoint, weights_only=False))
+        """Train to ``config.steps`` (or step ``until``), resuming from ``checkpoint`` if it exists (see
+        :meth:`resume`) and saving to it as it goes."""
+        if checkpoint is not None:
+            self.resume(Path(checkpoint))
         start = time.perf_counter()
-        with StepProgress(description, total=self.config.steps, completed=self.step_idx) as bar:
+        with StepProgress(description, total=self.config.steps, completed=self.step_idx) as bar, \
+                _finish_step_on_interrupt() as stop:
             while self.step_idx < min(self.config.steps, until or self.config.steps):
                 figures = self.step()
+                if stop:  # Ctrl-C or SIGTERM during the step: keep what was learnt, the next run resumes from it
+                    if checkpoint is not None:
+                        self.save(checkpoint)
+                    raise KeyboardInterrupt
                 if self.step_idx % max(1, min(50, self.config.steps // 60)) == 0 or self.step_idx == self.config.steps:
                     self.history.append({"step": self.step_idx, **figures, "gaussians": len(self.scene),
                                          "seconds": time.perf_counter() - start})
@@ -562,18 +579,63 @@ class Trainer:
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids}
 
-    def load_state_dict(self, state: dict) -> None:
-        saved = state.get("config", {}).get("strategy", "default")
+    def resume(self, checkpoint: Path) -> bool:
+        """Load ``checkpoint`` if there is one, saying so on stderr; return whether training resumes from it.
+
+        A checkpoint that cannot be read (truncated, corrupt) or that another run wrote (other cameras, stills,
+        strategy or Gaussians) is set aside, renamed ``<name>.corrupt`` or ``<name>.other-run`` beside it (kept,
+        never deleted), with a warning naming it; training then starts from step 0.
+        """
+        if not checkpoint.is_file():
+            return False
+        try:  # onto this run's device (a GPU run's checkpoint on a CPU machine, then refused below as another run's)
+            state = torch.load(checkpoint, weights_only=False, map_location=self.scene.params["means"].device)
+            if not _is_checkpoint(state):
+                raise ValueError("not a training checkpoint of this version of reshoot")
+        except Exception as error:  # noqa: BLE001 - whatever cannot be read is of no use to resume from
+            kept = _set_aside(checkpoint, "corrupt")
+            _tell(f"warning: reconstruct: the checkpoint {checkpoint} cannot be read ({_first_line(error)}); it is set "
+                  f"aside as {kept.name} and training starts from step 0")
+            return False
+        other = self.checkpoint_mismatch(state)
+        if other is not None:
+            kept = _set_aside(checkpoint, "other-run")
+            _tell(f"warning: reconstruct: the checkpoint {checkpoint} is of no use to this run: {other}; it is set "
+                  f"aside as {kept.name} and training starts from step 0")
+            return False
+        self.load_state_dict(state)
+        self.resumed_from = self.step_idx
+        _tell(f"reconstruct: resuming from the checkpoint at step {self.step_idx} of {self.config.steps} "
+              f"({checkpoint}); pass --force to start over")
+        return True
+
+    def checkpoint_mismatch(self, state: object) -> str | None:
+        """Why a loaded checkpoint cannot resume this trainer (None: it can); checked before anything is changed."""
+        if not _is_checkpoint(state):
+            return "it is not a training checkpoint of this version of reshoot"
+        saved = (state.get("config") or {}).get("strategy", "default")
         if saved != self.config.strategy:
-            raise ValueError(f"the checkpoint was trained with the {saved!r} densification strategy, this run uses "
-                             f"{self.config.strategy!r} (--strategy auto picks by device): pass --strategy {saved}, "
-                             "or --force to start over")
-        if tuple(state["appearance"].shape) != tuple(self.appearance.shape) or \
-                list(state.get("camera_ids", [])) != list(self.footage.camera_ids):
-            raise ValueError(f"the checkpoint was trained on {len(state['appearance'])} images of cameras "
-                             f"{list(state.get('camera_ids', []))}, this run has {len(self.appearance)} images of "
-                             f"{list(self.footage.camera_ids)} (survey stills or cameras changed): pass --force to "
-                             "start over")
+            return (f"it was trained with the {saved!r} densification strategy, this run uses "
+                    f"{self.config.strategy!r} (--strategy auto is mcmc on a GPU, default on a CPU)")
+        cameras = list(state.get("camera_ids", []))
+        if tuple(state["appearance"].shape) != tuple(self.appearance.shape) or cameras != list(self.footage.camera_ids):
+            return (f"it was trained on {len(state['appearance'])} images of cameras {cameras}, this run has "
+                    f"{len(self.appearance)} images of {list(self.footage.camera_ids)} (survey stills or cameras "
+                    "changed)")
+        params = state["params"]
+        if set(params) != set(self.scene.params) or \
+                any(tuple(params[k].shape[1:]) != tuple(v.shape[1:]) for k, v in self.scene.params.items()) or \
+                len({len(v) for v in params.values()}) != 1:
+            return "its Gaussians have other parameters (another spherical-harmonics degree or scene layout)"
+        if not 0 <= state["step"] <= self.config.steps:
+            return f"it stopped at step {state['step']}, beyond this run's {self.config.steps} steps"
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` of a trainer of the same footage and config (ValueError if it is not)."""
+        other = self.checkpoint_mismatch(state)
+        if other is not None:
+            raise ValueError(f"the checkpoint cannot resume this run: {other}; pass --force to start over")
         for name, value in state["params"].items():
             self.scene.params[name] = torch.nn.Parameter(value.clone(), requires_grad=name != "dynamic")
         self.appearance = torch.nn.Parameter(state["appearance"].clone())
@@ -582,8 +644,61 @@ class Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
         self.appearance_optimizer.load_state_dict(state["appearance_optimizer"])
         self.strategy_state = state["strategy_state"]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"].cpu())  # random states are CPU tensors wherever it was loaded
+        torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
         self.step_idx, self.history = state["step"], list(state["history"])
+
+
+def _is_checkpoint(state: object) -> bool:
+    """Whether a loaded object has what :meth:`Trainer.state_dict` writes."""
+    keys = {"step", "params", "appearance", "optimizers", "appearance_optimizer", "strategy_state", "generator",
+            "torch_rng", "history"}
+    return isinstance(state, dict) and keys <= set(state) and isinstance(state["params"], dict) and \
+        isinstance(state["appearance"], Tensor)
+
+
+def _set_aside(path: Path, suffix: str) -> Path:
+    """Rename ``path`` to ``<name>.<suffix>`` beside it (``<name>.<suffix>-2``, ... if that is taken) and return the
+    new path: a file set aside is kept, never deleted or overwritten."""
+    target, n = path.with_name(f"{path.name}.{suffix}"), 2
+    while target.exists():
+        target, n = path.with_name(f"{path.name}.{suffix}-{n}"), n + 1
+    path.rename(target)
+    return target
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception as one short line: its type and the first sentence of its message."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0].split('. ')[0][:160]}" if text else type(error).__name__
+
+
+def _tell(message: str) -> None:
+    """One line for the person running training, on stderr (shown also when RESHOOT_QUIET hides the progress
+    bars: it is news, not progress)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _finish_step_on_interrupt() -> Iterator[list[int]]:
+    """While training, Ctrl-C (SIGINT) and SIGTERM only note themselves in the yielded list, so the step in flight
+    finishes whole (a checkpoint saved mid-step could pair parameters with another step's optimiser state); a second
+    one interrupts at once. Outside the main thread (where signals cannot be handled) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    received: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -335,8 +335,8 @@ class Workspace:
             row = rows[up]
             if row["state"] == "broken":
                 raise StageError(f"stage {name!r} needs stage {up!r}, whose outputs are missing in {self.root} "
-                                 f"({_first(row['missing_files'] or row['changed_files'])}); re-run it with "
-                                 f"`reshoot {up} --workspace {self.root} --force`")
+                                 f"({_first(row['missing_files'] or row['changed_files'])}); run it again first: "
+                                 f"`reshoot {up} --workspace {self.root}`")
             if row["state"] == "stale":
                 raise StageError(f"stage {name!r} needs stage {up!r}, which is out of date in {self.root} "
                                  f"({'; '.join(row['stale_because'])}); re-run it first (`reshoot {up} --workspace "

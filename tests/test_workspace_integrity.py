@@ -149,7 +149,7 @@ def test_missing_and_changed_outputs_are_broken_and_never_skipped(tmp_path):
     states = _states(ws)
     assert states["register"]["state"] == "broken" and states["register"]["missing_files"] == ["out.bin"]
     assert states["reconstruct"]["stale_because"] == ["register is broken"]
-    with pytest.raises(StageError, match=r"needs stage 'register', whose outputs are missing .*out.bin.*--force"):
+    with pytest.raises(StageError, match=r"needs stage 'register', whose outputs are missing .*out.bin.*run it again first: .reshoot register"):
         ws.run_stage("path", Config(7), _writer(), upstream=["register"])
     # the same stage asked again re-runs rather than skipping a folder with holes
     assert not ws.run_stage("register", Config(), _writer(), upstream=["ingest"]).skipped

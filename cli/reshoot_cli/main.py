@@ -550,7 +550,9 @@ class StatusCommand:
         out.print(f"sources: {len(ws.info.get('sources', []))} file(s)")
         todo = [r["stage"] for r in rows if r["state"] != "complete"]
         if todo:
-            out.print(f"to bring it up to date: `reshoot run` (or each stage: {', '.join(todo)})")
+            out.print(f"to bring it up to date, run in order (with the settings you used): "
+                      f"{', '.join(f'reshoot {s}' for s in todo)} --workspace {ws.root}; or `reshoot run` again "
+                      "for a job")
 
 
 def _status_details(row: dict) -> list[str]:

@@ -32,6 +32,7 @@ from reshoot.job import JobConfig, load_job_config
 from reshoot.plan import PathConfig
 from reshoot.refine.stage import RefineConfig
 from reshoot.validation import EvalConfig, db_text, flicker_text, ssim_text
+from reshoot_cli.view import ViewCommand
 from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
 from reshoot.sample import PRESETS, SampleConfig
@@ -590,6 +591,7 @@ COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestComman
             "reconstruct": ReconstructCommand, "path": PathCommand, "guide": GuideCommand,
             "refine": RefineCommand, "export": ExportCommand, "run": RunCommand,
             "eval": EvalCommand,
+            "view": ViewCommand,
             "status": StatusCommand,
             "bench": BenchCommand}
 

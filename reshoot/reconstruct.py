@@ -62,7 +62,7 @@ class ReconstructConfig:
     """How the splat scene is built."""
 
     preset: Literal["fast", "quality"] = "fast"
-    """fast: 1800 steps (600 on the set, 1200 on the performance), for previews and CPUs (about 4 minutes at
+    """fast: 2400 steps (600 on the set, 1800 on the performance), for previews and CPUs (about 5 minutes at
     320x180 on 2 cores); quality: 30000 steps with opacity resets, for a GPU."""
     steps: int | None = None
     """Training steps (if not given: the preset's)."""

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_data
-from reshoot.bench_panoptic import (HIGH_CAMERAS, PanopticBenchConfig, bench_panoptic, panoptic_calibration,
-                                    region_figures)
+from reshoot.bench_panoptic import (FULL_RIG_HOLDOUT, HIGH_CAMERAS, SET_CAMERAS, PanopticBenchConfig, bench_panoptic,
+                                    full_rig_fit_cameras, panoptic_calibration, region_figures)
 
 
 def test_without_the_data_the_benchmark_is_one_skipped_row(tmp_path):
@@ -21,6 +21,15 @@ def test_without_the_data_the_benchmark_is_one_skipped_row(tmp_path):
 
 def test_region_figures_read_whole_set_person():
     assert region_figures({"psnr_db": 14.123, "set_psnr_db": 14.5, "actor_psnr_db": None}) == "14.12 / 14.50 / - dB"
+
+
+def test_the_full_rig_scores_the_set_cameras_and_the_other_high_ones():
+    rig = tuple(f"cam{k:02d}" for k in range(1, 30) if k not in (10, 15))  # the data set's 27 (no cam10, cam15)
+    assert FULL_RIG_HOLDOUT == "cam02"
+    assert full_rig_fit_cameras(rig, "cam02") == (*SET_CAMERAS, "cam04", "cam06", "cam13", "cam19")
+    assert full_rig_fit_cameras(rig, "cam09") == ("cam05", "cam25", "cam14", *HIGH_CAMERAS)
+    with pytest.raises(ValueError, match=r"'cam99' is not among the rig's cameras: cam01, cam02"):
+        full_rig_fit_cameras(rig, "cam99")
 
 
 def test_the_data_sets_calibration_is_read_with_its_rotations_transposed(tmp_path):
@@ -44,7 +53,7 @@ def test_the_data_sets_calibration_is_read_with_its_rotations_transposed(tmp_pat
 @pytest.mark.slow
 def test_high_cameras_are_reshot_against_their_own_footage_and_masks(tmp_path):
     folder = shared_data("panoptic_basketball")
-    config = PanopticBenchConfig(frames=6, steps=60, downscale=4)
+    config = PanopticBenchConfig(frames=6, steps=60, downscale=4, full_rig=False)
     rows = bench_panoptic(folder.parent, tmp_path, config)
     assert len(rows) == 2 + len(HIGH_CAMERAS)
     assert rows[0]["pass"] is True and rows[0]["result"].startswith("4/4 cameras")

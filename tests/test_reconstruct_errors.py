@@ -115,8 +115,8 @@ def test_a_nonsense_flag_is_one_error_line_on_the_command_line(capsys, tmp_path)
 
 @pytest.mark.parametrize("setting, message", [
     ({"set_fraction": 1.0}, "reconstruct: --set-fraction must be at least 0 and below 1 (0: one phase); got 1"),
-    ({"set_fraction": 0.95}, "reconstruct: --set-fraction 0.95 starts the performance phase at step 1710 of 1800, "
-                             "after densification stops (step 1500): the performance would never densify; use "
+    ({"set_fraction": 0.95}, "reconstruct: --set-fraction 0.95 starts the performance phase at step 2280 of 2400, "
+                             "after densification stops (step 2000): the performance would never densify; use "
                              "--set-fraction 0.83 or less"),
     ({"set_fraction": 0.3, "strategy": "mcmc"}, "reconstruct: --set-fraction 0.3 trains the set first, which the "
                                                 "mcmc strategy cannot (it relocates Gaussians across the set and the "

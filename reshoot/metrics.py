@@ -31,6 +31,24 @@ def psnr(image: Tensor, reference: Tensor, mask: Tensor | None = None) -> float:
     return float(10.0 * math.log10(1.0 / max(float(mse), 1e-12)))
 
 
+def colour_matched(images: list[Tensor], references: list[Tensor], stride: int = 4) -> list[Tensor]:
+    """The images through the one affine colour map (3x4, least squares over every image's pixels, every
+    ``stride``-th in each direction) that brings them closest to their references, clamped to [0, 1].
+
+    For scoring a camera whose white balance and exposure differ from the colours a scene renders in (a camera it
+    never trained on): the map has 12 numbers for the whole shot, so it corrects the camera's colour response, not
+    the scene's geometry (as the colour-corrected metrics of Mip-NeRF 360's raw scenes).
+    """
+    if len(images) != len(references) or not images:
+        raise ValueError(f"colour_matched needs as many references as images (and at least one); got {len(images)} "
+                         f"and {len(references)}")
+    x = torch.cat([i[::stride, ::stride].reshape(-1, 3) for i in images]).double()
+    y = torch.cat([r[::stride, ::stride].reshape(-1, 3) for r in references]).double()
+    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    colour = torch.linalg.lstsq(x1, y).solution  # [4, 3]
+    return [(i.double() @ colour[:3] + colour[3]).clamp(0, 1).to(i.dtype) for i in images]
+
+
 def flicker(frames: Tensor, reference: Tensor | None = None) -> float:
     """Temporal flicker of a shot ``[F, H, W, 3]`` in [0, 1], in 8-bit levels (0-255).
 

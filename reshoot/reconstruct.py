@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from reshoot.atomic import atomic_write_bytes, atomic_write_json
-from reshoot.metrics import psnr, ssim
+from reshoot.metrics import colour_matched, psnr, ssim
 from reshoot.progress import track
 from reshoot.splat.data import (SetStills, ShotFootage, check_downscale, load_set_stills, load_shot_footage,
                                 registered_rig)
@@ -401,8 +401,11 @@ def preview_sheet(scene: DynamicScene, footage: ShotFootage, appearance: torch.T
 
 @torch.no_grad()
 def evaluate_camera(scene: DynamicScene, footage: ShotFootage, camera_id: str, out: Path | None = None,
-                    sheet_instants: int = 6) -> dict[str, Any]:
-    """PSNR/SSIM of ``camera_id`` rendered at every instant against what it filmed (identity appearance).
+                    sheet_instants: int = 6, appearance: torch.Tensor | np.ndarray | None = None) -> dict[str, Any]:
+    """PSNR/SSIM of ``camera_id`` rendered at every instant against what it filmed.
+
+    ``appearance``: the camera's own [3, 4] colour matrix, for a camera the scene was trained on (how well the scene
+    fits it, as trained); None (a camera it never saw) renders in the reference camera's colours.
 
     With ``out``, writes ``holdout.json`` and ``holdout.png`` (filmed above rendered, at evenly spread instants).
     """
@@ -410,18 +413,24 @@ def evaluate_camera(scene: DynamicScene, footage: ShotFootage, camera_id: str, o
     if c is None:
         raise ValueError(f"no camera {camera_id!r} in the footage; cameras: {', '.join(footage.camera_ids)}")
     w, h = (int(v) for v in footage.cameras.image_size[c])
+    colour = None if appearance is None else torch.as_tensor(appearance, dtype=torch.float32,
+                                                             device=scene.params["means"].device)
     rows, rendered = [], {}
     for t in track(np.flatnonzero(footage.valid[c]), f"evaluating {camera_id}"):
-        image = render(scene, footage.camera_at(c, t), float(footage.times[t])).rgb.clamp(0, 1)
+        image = render(scene, footage.camera_at(c, t), float(footage.times[t]), colour).rgb.clamp(0, 1)
         truth = torch.as_tensor(footage.images[c, t, :h, :w], dtype=torch.float32, device=image.device) / 255.0
         rows.append({"frame": int(footage.frames[t]), "psnr_db": psnr(image, truth), "ssim": float(ssim(image, truth))})
         rendered[int(t)] = image.cpu()
+    keys = sorted(rendered)
+    truths = [torch.as_tensor(footage.images[c, t, :h, :w], dtype=torch.float32) / 255.0 for t in keys]
+    matched = colour_matched([rendered[t] for t in keys], truths)
     result = {"camera_id": camera_id, "frames": rows,
-              "psnr_db": float(np.mean([r["psnr_db"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows]))}
+              "psnr_db": float(np.mean([r["psnr_db"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
+              # one 3x4 colour map for the whole shot: the camera's colour response, not the scene (metrics.py)
+              "psnr_colour_matched_db": float(np.mean([psnr(m, r) for m, r in zip(matched, truths)]))}
     if out is not None:
         atomic_write_json(Path(out) / "holdout.json", result)
         picks = [int(k) for k in np.linspace(0, len(rendered) - 1, min(sheet_instants, len(rendered))).round()]
-        keys = sorted(rendered)
         sheet = contact_sheet({
             "filmed": [(f"frame {int(footage.frames[keys[k]])}", footage.images[c, keys[k], :h, :w]) for k in picks],
             "rendered": [(f"{rows[k]['psnr_db']:.1f} dB", to_uint8(rendered[keys[k]])) for k in picks]},

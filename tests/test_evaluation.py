@@ -347,3 +347,20 @@ def test_the_report_names_an_outside_cameras_truth(tmp_path):
     report = (tmp_path / "eval" / "cam02" / "report.html").read_text()
     assert "<code>/data/footage/cam02</code>" in report and "placed in the scene's world by the test link" in report
     assert "no --truth-masks were given" in report
+
+
+def test_colour_matching_undoes_a_cameras_colour_response_but_not_a_wrong_picture():
+    import torch
+
+    from reshoot.metrics import colour_matched, psnr
+
+    gen = torch.Generator().manual_seed(0)
+    truth = [torch.rand(24, 32, 3, generator=gen) * 0.6 + 0.2 for _ in range(3)]
+    response = torch.tensor([[0.8, 0.1, 0.0], [0.05, 0.9, 0.0], [0.0, 0.1, 0.7]])
+    tinted = [t @ response + torch.tensor([0.05, -0.02, 0.1]) for t in truth]  # another white balance
+    matched = colour_matched(tinted, truth, stride=1)
+    assert min(psnr(m, t) for m, t in zip(matched, truth)) > 60  # an affine response is undone exactly
+    wrong = [torch.rand(24, 32, 3, generator=gen) for _ in range(3)]  # a different picture stays wrong
+    assert max(psnr(m, t) for m, t in zip(colour_matched(wrong, truth), truth)) < 20
+    with pytest.raises(ValueError, match="as many references"):
+        colour_matched(tinted, truth[:2])

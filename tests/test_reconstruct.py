@@ -127,8 +127,15 @@ def test_reconstruct_trains_writes_outputs_and_evaluates_a_held_out_camera(regis
     assert (result.path / "holdout.png").is_file()
     scene, appearance = load_scene(result.path)
     assert len(scene) == summary["gaussians"] and set(appearance) == {"cam0", "cam1"}
-    again = evaluate_camera(scene, load_shot_footage(ws.root), "cam2")
+    footage = load_shot_footage(ws.root)
+    again = evaluate_camera(scene, footage, "cam2")
     assert again["psnr_db"] == pytest.approx(holdout["psnr_db"], abs=1e-4)
+    # one 3x4 colour map for the whole shot can only bring the render nearer its footage (least squares)
+    assert again["psnr_colour_matched_db"] >= again["psnr_db"] - 0.2
+    # a training camera in its own learnt colours: the identity matrix is the reference camera's colours
+    own = evaluate_camera(scene, footage, "cam1", appearance=appearance["cam1"])
+    plain = evaluate_camera(scene, footage, "cam1")
+    assert own["psnr_db"] != plain["psnr_db"] and own["psnr_db"] > again["psnr_db"]
     assert run_reconstruct(ws, config).skipped
 
 

@@ -252,8 +252,10 @@ class ReconstructCommand:
         out.print(f"preview: {result.path / 'preview.png'}\nsplats: {result.path / 'splats_static.ply'}")
         if "holdout" in summary:
             h = summary["holdout"]
-            out.print(f"held-out camera {h['camera_id']}: PSNR {h['psnr_db']:.2f} dB, SSIM {h['ssim']:.3f} over "
-                      f"{len(h['frames'])} frames; side by side: {result.path / 'holdout.png'}")
+            matched = (f" ({h['psnr_colour_matched_db']:.2f} dB with its colours matched)"
+                       if "psnr_colour_matched_db" in h else "")
+            out.print(f"held-out camera {h['camera_id']}: PSNR {h['psnr_db']:.2f} dB{matched}, SSIM {h['ssim']:.3f} "
+                      f"over {len(h['frames'])} frames; side by side: {result.path / 'holdout.png'}")
 
 
 @dataclass

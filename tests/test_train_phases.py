@@ -236,3 +236,20 @@ def test_adam_on_some_rows_is_adam_for_them_and_leaves_the_rest():
             some_opt.state[some]["exp_avg"][frozen] = 0
     torch.testing.assert_close(some.detach()[rows], full.detach()[rows], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(some.detach()[frozen], full.detach()[frozen], rtol=1e-5, atol=1e-6)
+
+
+def test_a_static_gaussian_on_a_cameras_own_body_is_removed_before_training():
+    footage = _footage()
+    eye = footage.cameras.centers[0]
+    towards = -eye / np.linalg.norm(eye)
+    body = make_params(torch.as_tensor((eye + 0.01 * towards)[None]), torch.rand(1, 3), torch.full((1,), 0.05), 0,
+                       opacity=0.9)  # 1 cm in front of camera a's lens: from a, it covers the picture
+    params = concat_params(_params(), body)
+    for clearance, kept in ((0.03, False), (0.0, True)):
+        scene = DynamicScene({k: v.clone() for k, v in params.items()}, 0)
+        trainer = Trainer(footage, scene, TrainConfig(steps=4, set_fraction=0.5, refine_start=100,
+                                                      camera_clearance=clearance))
+        trainer.step()
+        near = (scene.params["means"].detach() - torch.as_tensor(eye, dtype=torch.float32)).norm(dim=-1) < 0.02
+        assert bool(near.any()) == kept
+        assert len(scene) == len(params["means"]) - (0 if kept else 1)  # the set on the floor is untouched

@@ -120,6 +120,42 @@ def pseudo_cameras(groups: list[Cameras], points: np.ndarray, count: int, seed: 
 
 
 @torch.no_grad()
+def camera_bodies(means: Tensor, views: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]],
+                  clearance: float) -> tuple[Tensor, Tensor]:
+    """Where the cameras themselves stand: a ball around each camera centre, of radius ``clearance`` times the
+    median depth of the points it sees (a camera cannot film anything of the set nearer than that; what other
+    cameras filmed there is its body or stand, and from its own view such a point would cover the picture).
+
+    Args:
+        means: [N, 3] world points the depths are measured on (the set's Gaussian centres).
+        views: (K [3, 3], world_to_camera [4, 4], (width, height)) per camera.
+    Returns:
+        centres [V, 3] and radii [V] (0 for a camera that sees none of the points).
+    """
+    centres, radii = [], []
+    for K, w2c, (width, height) in views:
+        R = torch.tensor(w2c[:3, :3], dtype=means.dtype, device=means.device)
+        t = torch.tensor(w2c[:3, 3], dtype=means.dtype, device=means.device)
+        cam = means @ R.T + t
+        z = cam[:, 2]
+        safe = z.clamp_min(1e-6)
+        u = float(K[0, 0]) * cam[:, 0] / safe + float(K[0, 2])
+        v = float(K[1, 1]) * cam[:, 1] / safe + float(K[1, 2])
+        seen = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        centres.append(-R.T @ t)
+        radii.append(clearance * z[seen].median() if seen.any() else torch.zeros((), dtype=means.dtype))
+    return torch.stack(centres), torch.stack(radii).to(means.device)
+
+
+def inside_bodies(means: Tensor, centres: Tensor, radii: Tensor) -> Tensor:
+    """[N] bool: the points inside any camera's ball (:func:`camera_bodies`)."""
+    inside = torch.zeros(len(means), dtype=torch.bool, device=means.device)
+    for centre, radius in zip(centres, radii):
+        inside |= ((means - centre) ** 2).sum(-1) < radius ** 2
+    return inside
+
+
+@torch.no_grad()
 def seen_through(means: Tensor, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]], margin: float = 0.05) -> Tensor:
     """How many views see through each point: it projects onto the view's prior surface but lies more than
     ``margin`` (relative) in front of it.

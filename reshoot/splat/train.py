@@ -40,7 +40,7 @@ from reshoot.cameras import Cameras
 from reshoot.metrics import psnr, ssim
 from reshoot.progress import StepProgress
 from reshoot.splat.data import SetStills, ShotFootage
-from reshoot.splat.priors import DepthPriors, seen_through
+from reshoot.splat.priors import DepthPriors, camera_bodies, inside_bodies, seen_through
 from reshoot.splat.rasterize import rasterization
 from reshoot.splat.scene import DynamicScene
 
@@ -117,6 +117,10 @@ class TrainConfig:
     through (more than ``free_space_margin`` in front of the set's surface there). 0: off."""
     free_space_margin: float = 0.05
     """How far in front of the prior surface, relative to its depth, a Gaussian hangs in free space."""
+    camera_clearance: float = 0.03
+    """Remove static Gaussians nearer a training camera than this fraction of its median scene depth (before
+    training and at refine steps of the set phase): other cameras filmed its body, which from its own view would
+    cover the picture (the CMU Panoptic dome's cameras, filmed by each other, fogged whole views). 0: off."""
     checkpoint_every: int = 500
     seed: int = 0
 
@@ -273,6 +277,7 @@ class Trainer:
         self.moving = moving
         self.priors = priors
         self._set_layers: dict[int, RenderOutput] = {}  # camera -> the frozen set's render (performance phase)
+        self._bodies: tuple[Tensor, Tensor] | None = None  # the cameras' balls (centres, radii), measured once
         self._locked = [bool(np.allclose(footage.world_to_camera[c][footage.valid[c]],
                                          footage.world_to_camera[c][footage.valid[c]][:1], atol=1e-9))
                         for c in range(len(footage.camera_ids))]
@@ -338,8 +343,11 @@ class Trainer:
     def step(self) -> dict[str, float]:
         """One training step on a random view (see ``_next_view``); returns its loss and PSNR."""
         cfg = self.config
+        if self.step_idx == 0:
+            self._prune_camera_bodies()
         if self.step_idx == self.set_steps and self.set_steps > 0:
             self._prune_free_space()
+            self._prune_camera_bodies()
             self._freeze_set()
         view = self._next_view()
         device = self.scene.params["means"].device
@@ -411,6 +419,7 @@ class Trainer:
             self._prune_big()
             if self.in_set_phase:
                 self._prune_free_space()
+                self._prune_camera_bodies()
         if 0 < self.step_idx < cfg.refine_stop and self.step_idx % cfg.reset_every == 0 and \
                 (self.in_set_phase or not self.set_steps):  # the frozen set's opacities are never reset
             # gsplat 1.5.3's DefaultStrategy never resets (its test `step % every == 0 & step > 0` is always
@@ -511,6 +520,29 @@ class Trainer:
         p = self.scene.params
         count = seen_through(p["means"].detach(), views, cfg.free_space_margin)
         prune = (count >= cfg.free_space_views) & (p["dynamic"] == 0)
+        if prune.any():
+            remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=prune)
+        return int(prune.sum())
+
+    def _prune_camera_bodies(self) -> int:
+        """Remove static Gaussians inside a training camera's body (``reshoot.splat.priors.camera_bodies``; the balls
+        are measured once, on the set as it starts)."""
+        from gsplat.strategy.ops import remove
+
+        if self.config.camera_clearance <= 0 or (self.set_steps and not self.in_set_phase
+                                                  and self.step_idx != self.set_steps):
+            return 0
+        p = self.scene.params
+        static = p["dynamic"] == 0
+        if self._bodies is None:
+            views = [(self.footage.cameras.K[c], self.footage.world_to_camera[c][np.flatnonzero(valid)[0]],
+                      tuple(int(v) for v in self.footage.cameras.image_size[c]))
+                     for c, valid in enumerate(self.footage.valid) if valid.any()]
+            if self.stills is not None:
+                views += [(self.stills.cameras.K[s], self.stills.cameras.world_to_camera[s],
+                           tuple(int(v) for v in self.stills.cameras.image_size[s])) for s in range(len(self.stills))]
+            self._bodies = camera_bodies(p["means"].detach()[static], views, self.config.camera_clearance)
+        prune = inside_bodies(p["means"].detach(), *self._bodies) & static
         if prune.any():
             remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=prune)
         return int(prune.sum())

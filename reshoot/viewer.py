@@ -8,18 +8,24 @@
   frame rate;
 - every set camera as a frustum, showing the frame it filmed at the current instant (``WS/ingest/frames``);
 - the sparse points of ``WS/register/sparse_points.ply``;
-- when ``WS/path`` exists, the new camera's path as a red line, and its frustum at the current instant.
+- the new camera's path as a red line, and its frustum at the current instant: the saved one (``WS/path``) when the
+  viewer starts, then the one being edited.
 
-It only reads the workspace (a stage may be writing it at the same time; the viewer shows what was there when it
-started). It needs a finished ``reconstruct`` stage.
+Placing the new camera (a gizmo, its lens, keyframes, a preview rendered as ``guide`` renders it, Save) is
+:mod:`reshoot.viewer_path`, which :func:`start_viewer` adds to the page; this module draws. The viewer reads the
+workspace once when it starts and writes to it only when Save is pressed (the ``path`` stage, as ``reshoot path``
+writes it).
 
-The module has three layers, as the rest of reshoot:
+The viewer has three layers, as the rest of reshoot, in four modules (each name below can be imported from here):
 
-1. a pure core, from loaded workspace data to plain numpy arrays, with no I/O and no viser:
-   :func:`splats_at`, :func:`frustum_pose`, :func:`path_segments`, :func:`path_frame_at`;
-2. the loader, :func:`load_view`, which reads a workspace into a :class:`WorkspaceView`;
-3. the wiring: :func:`start_viewer` (a running :class:`Viewer`, returned at once) and :func:`serve` (runs until
-   Ctrl-C), which put the arrays into viser's scene and GUI.
+1. a pure core, from loaded workspace data to plain numpy arrays, with no I/O and no viser
+   (:mod:`reshoot.viewer_core`): :func:`splats_at`, :func:`frustum_pose`, :func:`path_segments`,
+   :func:`path_frame_at`;
+2. the loader, :func:`load_view` (here), which reads a workspace into a :class:`WorkspaceView`;
+3. the wiring: :func:`add_workspace_scene`, :func:`draw_instant` and :func:`draw_path` (:mod:`reshoot.viewer_scene`)
+   put the arrays into a viser scene: the live viewer's, or the one ``reshoot eval`` saves into its report
+   (:mod:`reshoot.viewer_report`); :func:`start_viewer` (a running :class:`Viewer`, returned at once) and
+   :func:`serve` (runs until Ctrl-C) add the server and the GUI (here; where it listens: :mod:`reshoot.viewer_net`).
 
 Conventions: reshoot's poses are world-to-camera with OpenCV camera axes (x right, y down, z forward; see
 :mod:`reshoot.cameras`). viser's frustums take a camera-to-world rotation (as a wxyz quaternion) and position, with
@@ -33,12 +39,8 @@ matrix, and frustums draw the principal point at the image centre and no lens di
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import getpass
-import io
 import json
-import os
 import socket
 import sys
 import threading
@@ -49,123 +51,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from reshoot._deps import require
 from reshoot.camera_path import CameraPath, Timeline
 from reshoot.cameras import Cameras
-from reshoot.splat.scene import SH_C0, DynamicScene
-from reshoot.workspace import StageError
+from reshoot.splat.scene import DynamicScene
+from reshoot.viewer_core import (MIN_OPACITY, PATH_COLOUR, SET_COLOUR, FrustumPose, SplatArrays,
+                                 frustum_pose, path_frame_at, path_segments, splats_at, thumbnail)
+from reshoot.viewer_scene import (SceneNodes, add_workspace_scene, draw_instant, draw_path,
+                                  overview_camera, place_path_frustum)
+from reshoot.viewer_net import ViewerError, display_host, has_desktop, over_ssh, port_taken, quiet_stdout
+from reshoot.viewer_net import check_port_free as _check_port_free  # a module name here: tests replace it
 
+__all__ = ["MIN_OPACITY", "PATH_COLOUR", "SET_COLOUR", "FrustumPose", "SceneNodes", "SplatArrays", "Viewer",
+           "ViewerError", "WorkspaceView", "add_workspace_scene", "draw_instant", "draw_path", "frustum_pose",
+           "load_view", "path_frame_at", "path_segments", "serve", "splats_at", "start_viewer", "thumbnail"]
 VISER_HINT = "pip install 'reshoot[viewer]'  (or: pip install 'viser>=1.1,<2')"
-MIN_OPACITY = 1.0 / 255.0  #: Gaussians fainter than this at an instant are not sent (they would not show)
-_F16_ROOM = 3.0e4  #: the largest value a splat node's covariance may hold (float16's largest is 65504)
-SET_COLOUR = (40, 110, 220)  #: the set cameras' frusta (as plan.glb draws them)
-PATH_COLOUR = (220, 50, 40)  #: the new camera's path and frustum
 
 
-class ViewerError(StageError):
-    """The viewer cannot start as asked (no scene in the workspace, the port is taken); the message says what to do.
-
-    A :class:`~reshoot.workspace.StageError`, so the CLI prints it without a traceback."""
-
-
-# ---- 1. the pure core: workspace data -> plain arrays ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SplatArrays:
-    """Gaussians at one instant, as a splat viewer draws them (activated values, world units).
-
-    Attributes:
-        centers: means.  # [N, 3] float32
-        covariances: ``R diag(scale^2) R^T``, world units squared.  # [N, 3, 3] float32
-        rgbs: colour from SH band 0, ``0.5 + SH_C0 * sh0`` clamped to [0, 1] (no view dependence).  # [N, 3] float32
-        opacities: opacity at that instant, the temporal fade of dynamic Gaussians included.  # [N, 1] float32
-    """
-
-    centers: np.ndarray  # [N, 3]
-    covariances: np.ndarray  # [N, 3, 3]
-    rgbs: np.ndarray  # [N, 3]
-    opacities: np.ndarray  # [N, 1]
-
-    def __len__(self) -> int:
-        return len(self.centers)
-
-
-def splats_at(scene: DynamicScene, t: float, part: str = "all", min_opacity: float = MIN_OPACITY) -> SplatArrays:
-    """The Gaussians of ``part`` ("all", "static": the set, or "dynamic": the performance) at normalised shot time
-    ``t`` (0 at the first timeline frame, 1 at the last), leaving out those fainter than ``min_opacity`` then."""
-    from reshoot.splat._gsplat_torch import quat_scale_to_covar
-
-    with torch.no_grad():
-        index = scene.visible_at(float(t), min_opacity, part)
-        g = scene.at(float(t), 0, index)
-        covariances = quat_scale_to_covar(g.quats, g.scales)
-        rgbs = (0.5 + SH_C0 * g.colors[:, 0, :]).clamp(0.0, 1.0)
-        return SplatArrays(g.means.float().numpy().copy(), covariances.float().numpy(), rgbs.float().numpy(),
-                           g.opacities.float().numpy()[:, None].copy())
-
-
-@dataclass(frozen=True)
-class FrustumPose:
-    """A camera as viser draws a frustum.
-
-    Attributes:
-        wxyz: the camera-to-world rotation as a unit quaternion, w first; OpenCV camera axes.  # [4]
-        position: the camera centre in the world.  # [3]
-        fov_y_rad: vertical field of view, radians (principal point taken at the image centre).
-        aspect: image width over height.
-    """
-
-    wxyz: np.ndarray  # [4]
-    position: np.ndarray  # [3]
-    fov_y_rad: float
-    aspect: float
-
-
-def frustum_pose(K: np.ndarray, image_size: tuple[int, int] | np.ndarray, world_to_camera: np.ndarray) -> FrustumPose:
-    """The frustum of a pinhole camera with intrinsics ``K`` [3, 3] (pixels), ``image_size`` (width, height) and
-    pose ``world_to_camera`` [4, 4] (reshoot's convention: OpenCV axes)."""
-    from scipy.spatial.transform import Rotation
-
-    K, pose = np.asarray(K, np.float64), np.asarray(world_to_camera, np.float64)
-    if K.shape != (3, 3) or pose.shape != (4, 4):
-        raise ValueError(f"frustum_pose: expected K [3, 3] and world_to_camera [4, 4], got {list(K.shape)} and "
-                         f"{list(pose.shape)}")
-    width, height = (float(v) for v in image_size)
-    camera_to_world = np.linalg.inv(pose)
-    xyzw = Rotation.from_matrix(camera_to_world[:3, :3]).as_quat()
-    return FrustumPose(np.array([xyzw[3], *xyzw[:3]]), camera_to_world[:3, 3].copy(),
-                       float(2.0 * np.arctan(height / 2.0 / K[1, 1])), width / height)
-
-
-def path_segments(path: CameraPath, min_length: float = 1e-9) -> np.ndarray:
-    """The path's camera centres joined frame to frame, as line segments, leaving out those shorter than
-    ``min_length`` (frames where the camera stands still: a still camera has none).  # [S <= F - 1, 2, 3]"""
-    centres = path.centers
-    segments = np.stack([centres[:-1], centres[1:]], axis=1)
-    return segments[np.linalg.norm(segments[:, 1] - segments[:, 0], axis=-1) >= min_length]
-
-
-def path_frame_at(path: CameraPath, timeline_frame: float) -> int:
-    """The output frame of ``path`` that shows the footage timeline frame nearest ``timeline_frame`` (the first one
-    when several do: a path that freezes the performance shows it from its first such frame)."""
-    return int(np.argmin(np.abs(np.asarray(path.timeline_frames) - float(timeline_frame))))
-
-
-def thumbnail(image: np.ndarray, max_width_px: int) -> np.ndarray:
-    """``image`` [H, W, C] shrunk (area average) to at most ``max_width_px`` wide, for a frustum's picture."""
-    height, width = image.shape[:2]
-    if width <= max_width_px:
-        return image
-    from PIL import Image
-
-    size = (max_width_px, max(1, round(height * max_width_px / width)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
-
-
-# ---- 2. the loader: a workspace -> WorkspaceView ------------------------------------------------------------------
+# ---- the loader: a workspace -> WorkspaceView ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -186,6 +90,8 @@ class WorkspaceView:
         point_colours: their colours.  # [P, 3] uint8
         path: the new camera's path (``WS/path/path.json``), or None when the path stage has not run.
         load_s: seconds each loading step took (``scene``, ``static``, ``rest``).
+        trained_camera_ids: the set cameras the scene learnt from (a held-out one is not among them): those whose
+            views ``guide``'s confidence map counts.
     """
 
     root: Path
@@ -199,6 +105,7 @@ class WorkspaceView:
     point_colours: np.ndarray
     path: CameraPath | None
     load_s: dict[str, float]
+    trained_camera_ids: tuple[str, ...] = ()
 
     def shot_time(self, frame: int) -> float:
         """The scene's normalised time at timeline frame ``frame``."""
@@ -225,7 +132,7 @@ def load_view(workspace_root: Path | str) -> WorkspaceView:
     timings = {}
     started = time.perf_counter()
     try:
-        scene, _ = load_scene(root / "reconstruct" / "scene.pt")
+        scene, appearance = load_scene(root / "reconstruct" / "scene.pt")
     except FileNotFoundError:
         raise ViewerError(f"workspace {root}: reconstruct/scene.pt is missing although the stage finished (broken); "
                           f"run `reshoot reconstruct --workspace {root} --force` to rebuild it") from None
@@ -242,7 +149,8 @@ def load_view(workspace_root: Path | str) -> WorkspaceView:
     path = CameraPath.load(root / "path" / "path.json") if (root / "path" / "manifest.json").is_file() else None
     images = _frame_images(root / "ingest", cameras.camera_ids, timeline.frame_count)
     timings["rest"] = time.perf_counter() - started
-    return WorkspaceView(root, scene, static, timeline, cameras, poses, images, points, colours, path, timings)
+    return WorkspaceView(root, scene, static, timeline, cameras, poses, images, points, colours, path, timings,
+                         tuple(appearance))
 
 
 def _camera_poses(cameras: Cameras, frame_poses: Cameras, frame_count: int) -> dict[str, np.ndarray]:
@@ -270,7 +178,7 @@ def _frame_images(ingest: Path, camera_ids: tuple[str, ...], frame_count: int) -
     return images
 
 
-# ---- 3. the wiring: viser ----------------------------------------------------------------------------------------
+# ---- the live viewer: viser's server and GUI -----------------------------------------------------------------------
 
 
 class Viewer:
@@ -281,17 +189,26 @@ class Viewer:
         view: the workspace's data.
         server: the ``viser.ViserServer``.
         url: the address it answers on, ``http://HOST:PORT``.
+        nodes: the scene's nodes (``set_node``, ``actor_node``, ``points_node``, ``frusta`` are also attributes).
+        path: the new camera's path drawn: the saved one at first, then the one being edited (:meth:`show_path`).
+        editor: the path editor (:class:`reshoot.viewer_path.PathEditor`), or None when started without one.
         draw_s: seconds each drawn instant took on this side (splats, pictures, path): the last 1000.
     """
 
     def __init__(self, view: WorkspaceView, server: Any, url: str, image_px: int = 320) -> None:
         self.view, self.server, self.url, self.image_px = view, server, url, image_px
+        self.path, self.editor = view.path, None
         self.draw_s: deque[float] = deque(maxlen=1000)
         self._wanted, self._drawn = 0, -1
         self._changed = threading.Condition()
+        self._path_lock = threading.RLock()  # the path is replaced from GUI callbacks while the draw thread reads it
         self._stopping = threading.Event()
-        self._scale = _transport_scale(view.static)
-        self._build_scene()
+        self.nodes = add_workspace_scene(server.scene, view)
+        self.set_node, self.actor_node, self.points_node = self.nodes.set_node, self.nodes.actor_node, \
+            self.nodes.points_node
+        self.frusta = self.nodes.frusta
+        draw_path(server.scene, self.nodes, self.path, 0)
+        overview_camera(server, view)
         self._build_gui()
         self._draw(0)
         self._threads = [threading.Thread(target=self._draw_loop, name="reshoot-viewer-draw", daemon=True),
@@ -304,6 +221,14 @@ class Viewer:
         """The timeline frame drawn last."""
         return self._drawn
 
+    @property
+    def path_frustum(self) -> Any | None:
+        return self.nodes.path_frustum
+
+    @property
+    def path_line(self) -> Any | None:
+        return self.nodes.path_line
+
     def show_frame(self, frame: int, timeout_s: float = 30.0) -> None:
         """Move the time slider to timeline frame ``frame`` (as a viewer would) and wait until it is drawn."""
         last = self.view.timeline.frame_count - 1
@@ -314,57 +239,32 @@ class Viewer:
         if not self.wait_drawn(int(frame), timeout_s):
             raise TimeoutError(f"the viewer did not draw frame {frame} within {timeout_s:g} s")
 
+    def show_path(self, path: CameraPath | None) -> None:
+        """Draw ``path`` as the new camera's path (replacing the one drawn), at the current instant."""
+        with self._path_lock:
+            self.path = path
+            draw_path(self.server.scene, self.nodes, path, int(self.slider.value))
+        self.info.content = self._info_text(int(self.slider.value))
+
     def wait_drawn(self, frame: int, timeout_s: float = 30.0) -> bool:
         """Wait until ``frame`` is the frame drawn; False when ``timeout_s`` passed first."""
         with self._changed:
             return self._changed.wait_for(lambda: self._drawn == frame and self._wanted == frame, timeout_s)
 
     def stop(self) -> None:
-        """Stop playing and drawing and close the server (its connections close; the port is free again)."""
+        """Stop playing, drawing and previewing and close the server (its connections close; the port is free
+        again)."""
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
+        if self.editor is not None:
+            self.editor.stop()
         for thread in self._threads:
             thread.join(timeout=5.0)
-        with _quiet_stdout():  # viser prints "(viser) Server stopped" as its thread ends
+        with quiet_stdout():  # viser prints "(viser) Server stopped" as its thread ends
             self.server.stop()
 
-    # -- scene and GUI
-
-    def _build_scene(self) -> None:
-        view, scene = self.view, self.server.scene
-        scene.set_up_direction("+z")
-        self.set_node = self._add_splats("/splats/set", view.static)
-        self.actor_node = self._add_splats("/splats/actor", _empty_splats())
-        rig = _rig_size(view.cameras)
-        self.points_node = None
-        if len(view.points):
-            self.points_node = scene.add_point_cloud("/sparse_points", view.points.astype(np.float32),
-                                                     view.point_colours, point_size=0.006 * rig, precision="float32")
-        self.frusta = {}
-        for i, camera_id in enumerate(view.cameras.camera_ids):
-            pose = frustum_pose(view.cameras.K[i], view.cameras.image_size[i], view.camera_poses[camera_id][0])
-            self.frusta[camera_id] = scene.add_camera_frustum(
-                f"/cameras/{camera_id}", pose.fov_y_rad, pose.aspect, scale=0.12 * rig, thickness=0.004 * rig,
-                color=SET_COLOUR, wxyz=pose.wxyz, position=pose.position)
-            scene.add_label(f"/cameras/{camera_id}/label", camera_id)
-        self.path_line = self.path_frustum = None
-        path = view.path
-        if path is not None:
-            segments = path_segments(path)
-            if len(segments):  # a still camera has no line (and zero-length segments draw as NaN in three.js)
-                self.path_line = scene.add_line_segments("/path/line", segments.astype(np.float32), PATH_COLOUR,
-                                                         thickness=0.006 * rig)
-            pose = frustum_pose(path.K[0], path.image_size, path.world_to_camera[0])
-            self.path_frustum = scene.add_camera_frustum("/path/camera", pose.fov_y_rad, pose.aspect, scale=0.1 * rig,
-                                                         thickness=0.005 * rig, color=PATH_COLOUR, wxyz=pose.wxyz,
-                                                         position=pose.position)
-        target, position = _overview_camera(view.cameras, view.points)
-        self.server.initial_camera.look_at = tuple(float(v) for v in target)
-        self.server.initial_camera.position = tuple(float(v) for v in position)
-
-    def _add_splats(self, name: str, splats: SplatArrays) -> Any:
-        return self.server.scene.add_gaussian_splats(name, *_packed(splats, self._scale), scale=1.0 / self._scale)
+    # -- GUI
 
     def _build_gui(self) -> None:
         gui, view = self.server.gui, self.view
@@ -378,7 +278,7 @@ class Viewer:
             toggles = {"set (static splats)": [self.set_node], "actor (moving splats)": [self.actor_node],
                        "set cameras": list(self.frusta.values()),
                        "sparse points": [self.points_node],
-                       "new camera's path": [self.path_line, self.path_frustum]}
+                       "new camera's path": [self.nodes.path_group]}
             for label, nodes in toggles.items():
                 nodes = [n for n in nodes if n is not None]
                 if nodes:
@@ -386,12 +286,12 @@ class Viewer:
                     box.on_update(lambda event, nodes=nodes: [setattr(n, "visible", event.target.value) for n in nodes])
 
     def _info_text(self, frame: int) -> str:
-        view = self.view
+        view, path = self.view, self.path
         timecode = view.timeline.timecode(frame)
-        path = "" if view.path is None else f" · path '{view.path.name}' frame {path_frame_at(view.path, frame)}"
+        shown = "" if path is None else f" · path '{path.name}' frame {path_frame_at(path, frame)}"
         return (f"**{view.root.name}** · {len(view.scene):,} Gaussians ({view.scene.num_dynamic:,} moving)  \n"
                 f"frame {frame} of 0-{view.timeline.frame_count - 1} · t = {view.shot_time(frame):.3f}"
-                + (f" · {timecode}" if timecode else "") + path)
+                + (f" · {timecode}" if timecode else "") + shown)
 
     # -- drawing and playing
 
@@ -417,21 +317,10 @@ class Viewer:
 
     def _draw(self, frame: int) -> None:
         started = time.perf_counter()
-        view = self.view
-        actor = splats_at(view.scene, view.shot_time(frame), "dynamic")
-        self.actor_node.set_gaussians(*_packed(actor if len(actor) else _empty_splats(), self._scale))
-        for i, camera_id in enumerate(view.cameras.camera_ids):
-            pose = frustum_pose(view.cameras.K[i], view.cameras.image_size[i], view.camera_poses[camera_id][frame])
-            node = self.frusta[camera_id]
-            node.wxyz, node.position = pose.wxyz, pose.position
-            image_path = view.frame_images[camera_id][frame]
-            node.image = None if image_path is None else thumbnail(_read_rgb(image_path), self.image_px)
-        if self.path_frustum is not None:
-            i = path_frame_at(view.path, frame)
-            pose = frustum_pose(view.path.K[i], view.path.image_size, view.path.world_to_camera[i])
-            self.path_frustum.wxyz, self.path_frustum.position = pose.wxyz, pose.position
-            self.path_frustum.fov = pose.fov_y_rad
-        self.info.content = self._info_text(frame)
+        draw_instant(self.nodes, self.view, frame, self.image_px)
+        with self._path_lock:
+            place_path_frustum(self.nodes, self.path, frame)
+            self.info.content = self._info_text(frame)
         self.draw_s.append(time.perf_counter() - started)
         with self._changed:
             self._drawn = frame
@@ -452,23 +341,29 @@ class Viewer:
 
 
 def start_viewer(workspace_root: Path | str, host: str = "127.0.0.1", port: int = 8080, image_px: int = 320,
-                 view: WorkspaceView | None = None) -> Viewer:
+                 view: WorkspaceView | None = None, edit: bool = True, preview_px: int = 320) -> Viewer:
     """Load the workspace (unless ``view`` is given) and start the viewer on ``host:port``; returns at once, the
     server running in background threads (:meth:`Viewer.stop` ends it). ``port`` 0 takes any free port. A port in
-    use is a :class:`ViewerError` (viser itself would quietly move to the next free port)."""
+    use is a :class:`ViewerError` (viser itself would quietly move to the next free port). With ``edit``, the page
+    has the path editor (:mod:`reshoot.viewer_path`; its preview ``preview_px`` across)."""
     viser = require("viser", VISER_HINT)
     view = load_view(workspace_root) if view is None else view
     _check_port_free(host, port)
-    with _quiet_stdout():  # viser prints its own panel of addresses; serve() prints one line instead
+    with quiet_stdout():  # viser prints its own panel of addresses; serve() prints one line instead
         server = viser.ViserServer(host=host, port=port, label=f"reshoot · {view.root.name}", verbose=False)
     if port and server.get_port() != port:  # taken between our check and viser's bind: viser moved on
-        with _quiet_stdout():
+        with quiet_stdout():
             server.stop()
-        raise ViewerError(_port_taken(host, port))
+        raise ViewerError(port_taken(host, port))
     try:
-        return Viewer(view, server, f"http://{_display_host(host)}:{server.get_port()}", image_px)
+        viewer = Viewer(view, server, f"http://{display_host(host)}:{server.get_port()}", image_px)
+        if edit:
+            from reshoot.viewer_path import PathEditor
+
+            viewer.editor = PathEditor(viewer, preview_px=preview_px)
+        return viewer
     except BaseException:
-        with _quiet_stdout():
+        with quiet_stdout():
             server.stop()
         raise
 
@@ -485,10 +380,10 @@ def serve(workspace_root: Path | str, host: str = "127.0.0.1", port: int = 8080,
     try:
         say(f"viewer for {view.root} ({len(view.scene):,} Gaussians, {view.timeline.frame_count} frames, loaded in "
             f"{time.perf_counter() - started:.1f} s): open {viewer.url} in a web browser; Ctrl-C stops it")
-        if _over_ssh() and host in ("127.0.0.1", "localhost"):
+        if over_ssh() and host in ("127.0.0.1", "localhost"):
             say(f"this machine is remote: on your own computer run  ssh -L {port}:localhost:{port} "
                 f"{getpass.getuser()}@{socket.getfqdn()}  and open http://localhost:{port}")
-        if open_browser and _has_desktop():
+        if open_browser and has_desktop():
             import webbrowser
 
             webbrowser.open(viewer.url)
@@ -503,112 +398,5 @@ def serve(workspace_root: Path | str, host: str = "127.0.0.1", port: int = 8080,
 # ---- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _transport_scale(splats: SplatArrays) -> float:
-    """A power of two ``k`` that brings the typical Gaussian's covariance near 1.
-
-    viser sends covariances as float16, whose normal range starts at 6e-5: a scene in the registered world (about
-    1 unit across) has covariances of 1e-9 to 1e-4, which float16 rounds to a few levels or to 0. The splat nodes
-    therefore hold centres times ``k`` and covariances times ``k**2``, and the node's scale ``1 / k`` (a power of two:
-    exact) puts them back where they belong. ``k`` stays small enough that the largest variance stays under
-    float16's largest value, 65504, with room to spare."""
-    if not len(splats):
-        return 1.0
-    variances = np.trace(splats.covariances, axis1=1, axis2=2)
-    typical = np.round(-0.5 * np.log2(max(float(np.median(variances)), 1e-24)))
-    largest = np.floor(0.5 * np.log2(_F16_ROOM / max(float(variances.max()), 1e-24)))
-    return float(2.0 ** np.clip(min(typical, largest), -10, 20))
-
-
-def _packed(splats: SplatArrays, k: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What a splat node holds: centres times ``k``, covariances times ``k**2`` (see :func:`_transport_scale`; clipped
-    to float16's range for a Gaussian far larger than the rest), colours, opacities."""
-    return (splats.centers * k, np.clip(splats.covariances * (k * k), -_F16_ROOM, _F16_ROOM), splats.rgbs,
-            splats.opacities)
-
-
-def _empty_splats() -> SplatArrays:
-    """One fully transparent Gaussian: what a splat node holds when nothing is visible (viser needs at least one)."""
-    return SplatArrays(np.zeros((1, 3), np.float32), np.eye(3, dtype=np.float32)[None] * 1e-6,
-                       np.zeros((1, 3), np.float32), np.zeros((1, 1), np.float32))
-
-
-def _rig_size(cameras: Cameras) -> float:
-    """How far the set cameras stand from their middle (frusta and lines are drawn in proportion); 1 for one camera."""
-    centres = cameras.centers
-    size = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) if len(centres) else 0.0
-    return size if size > 0 else 1.0
-
-
-def _overview_camera(cameras: Cameras, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where the browser's camera starts: high above the first set camera's side of the set, looking down into it at
-    the middle of the sparse points (from outside the set, its walls would hide the action).  # [3], [3]"""
-    target = np.median(points, axis=0) if len(points) else np.zeros(3)
-    rig = _rig_size(cameras)
-    away = cameras.centers[0] - target if len(cameras) else np.array([1.0, 0.0, 0.0])
-    away[2] = 0.0
-    away = away / np.linalg.norm(away) if np.linalg.norm(away) > 1e-9 else np.array([1.0, 0.0, 0.0])
-    return target, target + away * 1.0 * rig + np.array([0.0, 0.0, 1.4 * rig])
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse a port something already listens on, as viser's server would find it (SO_REUSEADDR, as asyncio sets
-    on POSIX), before viser quietly takes the next free port instead."""
-    if port == 0:
-        return
-    try:
-        addresses = {info[4][:2]: info[0] for info in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                                                        flags=socket.AI_PASSIVE)}
-    except socket.gaierror as exc:
-        raise ViewerError(f"cannot listen on host {host!r} ({exc}); give an address of this machine with --host, "
-                          "e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
-    for address, family in addresses.items():
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            if os.name == "posix":
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", errno.EADDRINUSE)):
-                    raise ViewerError(_port_taken(host, port)) from None
-                raise ViewerError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --host or "
-                                  "--port") from None
-
-
-def _port_taken(host: str, port: int) -> str:
-    return (f"port {port} on {host} is already in use (another viewer, or another program); start the viewer on "
-            f"another port with --port, e.g. --port {port + 1}")
-
-
-def _display_host(host: str) -> str:
-    """The host to put in the address people open: this machine's name when listening on every interface."""
-    return socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
-
-
-def _over_ssh() -> bool:
-    return bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_CLIENT"))
-
-
-def _has_desktop() -> bool:
-    """Whether a graphical browser can open here (without one, Python's webbrowser starts a text browser in the
-    terminal)."""
-    if _over_ssh():
-        return False
-    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Hide what viser prints (its address panel, "Server stopped"): the viewer says where to go in one line."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield

@@ -9,8 +9,10 @@ from pathlib import Path
 @dataclass
 class ViewCommand:
     """View: show a workspace in a web browser until Ctrl-C: the splat scene at any instant of the shot (a time
-    slider, play), the set cameras showing what each filmed then, the sparse points and the new camera's path. Needs
-    a finished reconstruct; only reads the workspace."""
+    slider, play), the set cameras showing what each filmed then, the sparse points and the new camera's path; place
+    the new camera (a gizmo, its lens, keys at frames, a preview with the guide's confidence map) and Save it as the
+    path stage (WS/path, as `reshoot path` writes it). Needs a finished reconstruct; writes the workspace only on
+    Save."""
 
     workspace: Path = Path("reshoot-workspace")
     """The workspace folder, with a finished reconstruct stage."""

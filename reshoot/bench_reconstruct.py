@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from reshoot.bench import ingest_caliscope
-from reshoot.evaluation import mean_region_scores, sample_actor_masks, sample_geometry_errors, sample_truth_view
+from reshoot.evaluation import mean_region_scores, sample_geometry_errors, sample_truth_view
 from reshoot.footage import read_image
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.metrics import region_scores
@@ -60,7 +60,7 @@ def _synthetic_rows(work: Path, steps: int | None) -> list[dict[str, Any]]:
             rows.append({"benchmark": "reconstruct synthetic, set only (no dynamic Gaussians): the overhead camera",
                          "result": f"PSNR {scored['psnr_db']:.2f} dB, SSIM {scored['ssim']:.3f}; on the actor "
                                    f"{scored['actor_psnr_db']:.2f} dB", "target": "below the full scene",
-                         "pass": None, "detail": detail})
+                         "pass": None, "detail": detail + "; " + placement_text(scored)})
         elif holdout is None:
             scored = score_truth_view(ws, shoot, result.path, work / "overhead.png")
             rows.append({"benchmark": "reconstruct synthetic (default size, fast preset): overhead camera, never filmed",
@@ -70,7 +70,7 @@ def _synthetic_rows(work: Path, steps: int | None) -> list[dict[str, Any]]:
                          "target": ">= 25 dB (set 27, actor 22) within 10 min CPU",
                          "pass": scored["psnr_db"] >= 25.0 and scored["set_psnr_db"] >= 27.0
                          and scored["actor_psnr_db"] >= 22.0 and took <= 600,
-                         "detail": detail + f"; side by side {work / 'overhead.png'}"})
+                         "detail": detail + f"; {placement_text(scored)}; side by side {work / 'overhead.png'}"})
             rows.append(_geometry_row(ws, shoot, result.path))
         else:
             h = summary["holdout"]
@@ -124,24 +124,33 @@ def training_step_rows(ws: Workspace, steps: int = 12) -> list[dict[str, Any]]:
     return rows
 
 
-@torch.no_grad()
 def score_truth_view(ws: Workspace, shoot, reconstruct_dir: Path, sheet: Path | None = None,
-                     role: str = "overhead") -> dict[str, Any]:
+                     role: str = "overhead", localise: bool = True) -> dict[str, Any]:
     """Render the sample's ground-truth ``role`` camera at every instant it filmed; PSNR/SSIM against it, over the
-    whole frame, the set and the actor (:func:`reshoot.evaluation.mean_region_scores`)."""
-    view = sample_truth_view(ws.root, shoot, role)
-    actor = sample_actor_masks(shoot, role)
+    whole frame, the set and the actor (:func:`reshoot.evaluation.mean_region_scores`).
+
+    ``localise``: the camera is localised against the scene first (:mod:`reshoot.localise`); the result then also
+    holds ``placed``, the same scores where the registration's similarity alone puts it, and ``placement``, how
+    far localising moved it."""
     scene, _ = load_scene(reconstruct_dir)
+    view = sample_truth_view(ws.root, shoot, role, scene=scene if localise else None)
     count = json.loads((ws.root / "ingest" / "footage.json").read_text())["timeline"]["frame_count"]
-    times = normalised_times(count)
+    scored = _scores(scene, view, view.camera, normalised_times(count), sheet, role)
+    if view.localised is not None:
+        scored["placed"] = _scores(scene, view, view.placed, normalised_times(count))
+        scored["placement"] = view.localised.fields()
+    return scored
+
+
+@torch.no_grad()
+def _scores(scene, view, camera, times: np.ndarray, sheet: Path | None = None, role: str = "") -> dict[str, Any]:
     rows, cells = [], []
     picks = set(list(view.frames)[:: max(1, len(view.frames) // 5)])
     for frame_idx, truth_path in view.frames.items():
-        t = float(times[frame_idx])
-        image = render(scene, view.camera, t).rgb.clamp(0, 1)
+        image = render(scene, camera, float(times[frame_idx])).rgb.clamp(0, 1)
         filmed = read_image(truth_path)[..., :3]
         truth = torch.as_tensor(filmed, dtype=torch.float32) / 255.0
-        mask = None if actor is None else torch.as_tensor(actor[int(truth_path.stem)])
+        mask = torch.as_tensor(view.actor[frame_idx]) if frame_idx in view.actor else None
         rows.append(region_scores(image, truth, mask))
         if frame_idx in picks:
             cells.append((frame_idx, filmed, to_uint8(image), rows[-1]["psnr_db"]))
@@ -150,6 +159,16 @@ def score_truth_view(ws: Workspace, shoot, reconstruct_dir: Path, sheet: Path | 
             "truth": [(f"frame {k}", a) for k, a, _, _ in cells],
             "rendered": [(f"{p:.1f} dB", b) for _, _, b, p in cells]}, title=f"{role} camera: truth vs rendered"), sheet)
     return {**mean_region_scores(rows), "frames": len(rows)}
+
+
+def placement_text(scored: dict[str, Any]) -> str:
+    """How the truth camera was placed, and what the similarity's placement alone scores (for a row's detail)."""
+    if "placed" not in scored:
+        return "truth camera placed by the registration's similarity"
+    p, m = scored["placed"], scored["placement"]
+    return (f"truth camera localised against the scene (turned {m['rotation_deg']:.2f} deg, moved {100 * m['shift']:.2f} "
+            f"% of its distance, focal {100 * m['focal_change']:+.2f} %); where the similarity alone puts it: PSNR "
+            f"{p['psnr_db']:.2f} dB (set {p['set_psnr_db']:.2f}, actor {p['actor_psnr_db']:.2f}), SSIM {p['ssim']:.3f}")
 
 
 def _geometry_row(ws: Workspace, shoot, reconstruct_dir: Path) -> dict[str, Any]:

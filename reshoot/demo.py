@@ -2,7 +2,8 @@
 
 It makes the synthetic shoot and runs every stage on it: ingest (synced by audio), register (COLMAP, with the set
 survey), reconstruct (a splat scene trained at full size, for a few minutes on a CPU), path (the overhead angle
-where the sample's hidden camera was), guide, refine (classical) and export. Each step is checked against the
+where the sample's hidden camera was: placed by the registration's similarity, then localised against the scene, see
+:mod:`reshoot.localise`), guide, refine (classical) and export. Each step is checked against the
 sample's ground truth: sync offsets, camera poses, and the overhead shot against what the hidden overhead camera
 really filmed, written as the report ``reshoot eval`` writes (``WS/eval/overhead/report.html``).
 """
@@ -15,17 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from reshoot.evaluation import sample_registration_errors, sample_truth_view, truth_view_path_config
+from reshoot.evaluation import (localised_sample_view, sample_registration_errors, sample_truth_source,
+                                truth_view_path_config)
 from reshoot.export import ExportConfig, run_export
 from reshoot.footage import read_image
 from reshoot.guide import GuideConfig, load_shot_frames, run_guide
 from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.localise import Localised
 from reshoot.plan import run_path
 from reshoot.reconstruct import ReconstructConfig, run_reconstruct
 from reshoot.refine.stage import RefineConfig, run_refine
 from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, SampleShoot, make_sample_shoot
-from reshoot.validation import ACTOR_FROM_SAMPLE, write_report
+from reshoot.validation import ACTOR_FROM_SAMPLE, TruthPath, write_report
 from reshoot.workspace import StageResult, Workspace
 
 
@@ -41,6 +44,7 @@ class DemoResult:
     shot_check: dict[str, dict[str, Any]]  #: guide and refined shot against the overhead truth (the report's figures:
     #: PSNR/SSIM over the whole frame, the set and the actor, flicker, and the verdict with its reason)
     report: Path  #: WS/eval/overhead/report.html: the shot against the truth, frame by frame, with pictures
+    placement: Localised | None = None  #: how the hidden camera was localised in the scene before the path was made
 
 #: The demo's scene: the fast preset (1200 steps at the footage's full size), a few minutes on 2 cores with the
 #: compiled CPU kernels (before them the demo trained 600 steps at half size in more time).
@@ -64,7 +68,7 @@ def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: 
     register = run_register(workspace, RegisterConfig(survey=survey if survey.is_dir() else None), force=force)
     poses = sample_registration_errors(register.path, shoot).table()
     later = {"reconstruct": run_reconstruct(workspace, DEMO_RECONSTRUCT.get(preset, ReconstructConfig()), force=force)}
-    truth = sample_truth_view(workspace.root, shoot)
+    truth = localised_sample_view(workspace.root, shoot)
     later["path"] = run_path(workspace, truth_view_path_config(truth.camera), force=force)
     later["guide"] = run_guide(workspace, GuideConfig(), force=force)
     later["refine"] = run_refine(workspace, RefineConfig(), force=force)
@@ -73,10 +77,13 @@ def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: 
     metrics = write_report(workspace.root, "overhead", later["refine"].manifest["config"]["refiner"], frames["guide"],
                            frames["refine"], {i: read_image(f)[..., :3] for i, f in truth.frames.items()},
                            scene=later["reconstruct"].path / "scene.pt", actor=truth.actor,
-                           actor_region=ACTOR_FROM_SAMPLE if truth.actor else "")
+                           actor_region=ACTOR_FROM_SAMPLE if truth.actor else "",
+                           truth_source=sample_truth_source(truth), reshot=TruthPath(
+                               "overhead", truth.camera, np.repeat(truth.camera.world_to_camera, len(frames["guide"]), 0)))
     shot_check = {"guide": metrics["guide"], "refine": metrics["refined"]}
     return DemoResult(shoot, workspace, ingest, sync_errors(shoot, ingest.manifest["summary"]["offsets_s"]),
-                      register, poses, later, shot_check, workspace.root / "eval" / "overhead" / "report.html")
+                      register, poses, later, shot_check, workspace.root / "eval" / "overhead" / "report.html",
+                      truth.localised)
 
 
 def _read_shot(workspace_root: Path, stage: str) -> np.ndarray:

@@ -11,15 +11,17 @@ rotation error that the orientations themselves did not have (0.02-0.15 deg).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from reshoot.atomic import atomic_write_json
 from reshoot.cameras import Cameras, focal_mm_from_px
 from reshoot.footage import read_image
+from reshoot.localise import LocaliseConfig, Localised, localise_camera
 from reshoot.metrics import flicker, psnr, region_scores
 
 
@@ -100,14 +102,24 @@ class SampleTruthView:
     frames: dict[int, Path]  # ingested frame index -> the ground-truth image filmed at that instant
     actor: dict[int, np.ndarray] = field(default_factory=dict)  # ingested frame index -> [H, W] bool, where the
     # actor is in that image (the sample's ground-truth masks; empty where the sample has none for this camera)
+    placed: Cameras | None = None  # where the similarity alone puts it, when ``camera`` was then localised
+    localised: Localised | None = None  # how localising moved it (None: not localised)
 
 
-def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead") -> SampleTruthView:
+#: Ground-truth frames a held-out camera is localised on (spread over the shot).
+LOCALISE_FRAMES = 3
+
+
+def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead", scene=None,
+                      localise: LocaliseConfig = LocaliseConfig()) -> SampleTruthView:
     """The sample's ``role`` camera in the workspace's registered world, and its frames on the ingest timeline.
 
     The registered world is aligned to the sample's with the similarity fitted on the set cameras and survey
     stills (:func:`sample_registration_errors`); ingested frame ``j`` is at world time
     ``timeline.times_s[j] + start_offset_s(reference camera)``, and ground-truth frame ``k`` at ``k / fps``.
+    Given the workspace's ``scene`` (a ``DynamicScene``), the camera is then localised against it on the set's
+    pixels of a few of its frames (:mod:`reshoot.localise`: the registration's gauge, not the shot, is what the
+    similarity leaves wrong); ``placed`` keeps where the similarity put it.
     """
     root = Path(workspace_root)
     footage = json.loads((root / "ingest" / "footage.json").read_text())
@@ -128,7 +140,45 @@ def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead") -> Sa
             frames[j] = folder / f"{k:06d}.png"
     masks = sample_actor_masks(shoot, role)
     actor = {} if masks is None else {j: masks[int(path.stem)] for j, path in frames.items()}
-    return SampleTruthView(camera, frames, actor)
+    if scene is None or not frames:
+        return SampleTruthView(camera, frames, actor)
+    times = np.linspace(0.0, 1.0, footage["timeline"]["frame_count"]) if footage["timeline"]["frame_count"] > 1 \
+        else np.zeros(1)  # reshoot.splat.data.normalised_times
+    items = list(frames.items())
+    picks = [items[i] for i in np.linspace(0, len(items) - 1, min(LOCALISE_FRAMES, len(items))).round().astype(int)]
+    views = [(float(times[j]), read_image(path)[..., :3], actor.get(j)) for j, path in picks]
+    found = localise_camera(scene, camera, views, localise)
+    return SampleTruthView(found.camera, frames, actor, placed=camera, localised=found)
+
+
+def localised_sample_view(workspace_root: Path, shoot, role: str = "overhead") -> SampleTruthView:
+    """:func:`sample_truth_view` localised against the workspace's scene, remembered in
+    ``WS/eval/<role>/placement.json`` for that scene (localising takes a minute on a CPU; a re-run must put the
+    camera exactly where the last one did, or every stage after the path would run again)."""
+    from reshoot.reconstruct import load_scene
+
+    root = Path(workspace_root)
+    digest = json.loads((root / "reconstruct" / "manifest.json").read_text())["outputs_digest"]
+    cache = root / "eval" / role / "placement.json"
+    if cache.is_file():
+        kept = json.loads(cache.read_text())
+        if kept.get("scene_digest") == digest:
+            view = sample_truth_view(root, shoot, role)
+            found = Localised(Cameras.from_json(kept["localised_camera"]), **kept["localised"])
+            return replace(view, camera=found.camera, placed=view.camera, localised=found)
+    scene, _ = load_scene(root / "reconstruct" / "scene.pt")
+    view = sample_truth_view(root, shoot, role, scene=scene)
+    atomic_write_json(cache, {"scene_digest": digest, "placed_camera": view.placed.to_json(),
+                              "localised_camera": view.camera.to_json(), "localised": view.localised.fields()})
+    return view
+
+
+def sample_truth_source(view: SampleTruthView) -> dict:
+    """Where a sample camera was placed, for a report's ``truth`` (``reshoot.validation.write_report``)."""
+    carried = "carried into the registered world by the similarity that aligns the set cameras and survey stills"
+    if view.localised is None:
+        return {"placed_by": carried}
+    return {"placed_by": f"{carried}, then {view.localised.describe()}", "localised": view.localised.fields()}
 
 
 def sample_actor_masks(shoot, role: str) -> np.ndarray | None:
@@ -148,11 +198,11 @@ def sample_actor_masks(shoot, role: str) -> np.ndarray | None:
 
 def truth_view_path_config(camera: Cameras, name: str = "overhead"):
     """The overhead path settings (``reshoot.plan.PathConfig``) that rebuild a ground-truth camera (one, looking
-    down): the point its axis meets one unit below it, its height above that point, its tilt and heading, its lens
-    and picture size. The rebuilt camera has the same centre and optical axis; a camera level in the real world may
-    differ from it by a small roll in a registered world (whose +Z is the set cameras' mean up)."""
+    down): the point its axis meets one unit below it, its height above that point, its tilt, heading and roll, its
+    lens and picture size. The rebuilt camera is the same camera (centre, axis and turn about the axis)."""
     import math
 
+    from reshoot.path_builders import overhead_pose
     from reshoot.plan import PathConfig
 
     pose = camera.world_to_camera[0]
@@ -164,9 +214,15 @@ def truth_view_path_config(camera: Cameras, name: str = "overhead"):
     # image-up: the direction the camera tilts towards (which places the eye exactly), or, looking straight down,
     # the camera's own up (-y)
     up = forward[:2] if np.linalg.norm(forward[:2]) > 1e-6 else -pose[1, :2]
+    heading = math.degrees(math.atan2(up[1], up[0]))
+    # the roll that turns the level camera those make into this one (a camera level in the real world may have a
+    # small roll in a registered world, whose +Z is the set cameras' mean up)
+    level = overhead_pose(target, 1.0, tilt, heading)[:3, :3]
+    turn = pose[:3, :3] @ level.T  # a rotation about the optical axis
+    roll = math.degrees(math.atan2(turn[0, 1], turn[0, 0]))
     width, height = (int(v) for v in camera.image_size[0])
     return PathConfig(kind="overhead", name=name, target=tuple(float(v) for v in target), elevation=1.0,
-                      tilt_deg=tilt, heading_deg=math.degrees(math.atan2(up[1], up[0])),
+                      tilt_deg=tilt, heading_deg=heading, roll_deg=roll,
                       focal_mm=focal_mm_from_px(float(camera.K[0, 0, 0]), 36.0, width), width=width, height=height)
 
 

@@ -52,13 +52,15 @@ def rig_radius(set_cameras: Cameras, centre: np.ndarray) -> float:
     return radius
 
 
-def overhead_pose(target: Sequence[float], height: float, tilt_deg: float = 0.0, heading_deg: float = 90.0) -> np.ndarray:
+def overhead_pose(target: Sequence[float], height: float, tilt_deg: float = 0.0, heading_deg: float = 90.0,
+                  roll_deg: float = 0.0) -> np.ndarray:
     """World-to-camera pose of a camera ``height`` above ``target`` looking at it.  # [4, 4]
 
     ``heading_deg`` is the world direction that is image-up, counter-clockwise from +X in the XY
     plane (90 = +Y). ``tilt_deg`` (0..89) tilts the view from straight down: the camera moves back
     against the heading, staying ``height`` above the target, so it looks ahead along the heading.
-    No roll: the image's x axis stays horizontal.
+    With no ``roll_deg`` the image's x axis stays horizontal; a roll turns the camera about its optical axis
+    (positive: the picture's content turns counter-clockwise).
     """
     if not (math.isfinite(height) and height > 0):
         raise PathError(f"overhead camera: height = {height}; give a height > 0 above the target")
@@ -68,7 +70,16 @@ def overhead_pose(target: Sequence[float], height: float, tilt_deg: float = 0.0,
     up = np.array([math.cos(heading), math.sin(heading), 0.0])
     target = np.asarray(target, dtype=np.float64)
     eye = target + np.array([0.0, 0.0, height]) - height * math.tan(math.radians(tilt_deg)) * up
-    return look_at(eye, target, up=up)
+    return roll_pose(look_at(eye, target, up=up), roll_deg)
+
+
+def roll_pose(world_to_camera: np.ndarray, roll_deg: float) -> np.ndarray:
+    """``world_to_camera`` turned about its optical axis by ``roll_deg`` (positive: the picture's content turns
+    counter-clockwise; the centre and the axis stay).  # [4, 4]"""
+    c, s = math.cos(math.radians(roll_deg)), math.sin(math.radians(roll_deg))
+    roll = np.eye(4)
+    roll[:2, :2] = [[c, s], [-s, c]]
+    return roll @ np.asarray(world_to_camera, dtype=np.float64)
 
 
 def overhead_parameters(world_to_camera: np.ndarray, target: Sequence[float]) -> tuple[float, float, float]:
@@ -99,6 +110,7 @@ def overhead_path(
     height: float | None = None,
     tilt_deg: float = 0.0,
     heading_deg: float | None = None,
+    roll_deg: float = 0.0,
     focal_mm: float = 24.0,
     image_size: tuple[int, int] | None = None,
     follow: np.ndarray | None = None,
@@ -132,7 +144,7 @@ def overhead_path(
     looks = np.tile(target, (n, 1))
     if follow is not None:
         looks[:, :2] = smooth_track(follow, n, follow_smoothing_frames)[:, :2]
-    base = overhead_pose(target, height, tilt_deg, heading_deg)
+    base = overhead_pose(target, height, tilt_deg, heading_deg, roll_deg)
     poses = np.tile(base, (n, 1, 1))
     poses[:, :3, 3] -= (looks - target) @ base[:3, :3].T  # the same camera, moved with the look-at point
     size = tuple(set_cameras.image_size[0]) if image_size is None else image_size

@@ -66,6 +66,8 @@ class PathConfig:
     """overhead: the world direction (degrees from +X towards +Y) that is up in the picture (if not given: from the set
     cameras' mean position towards the target, so the picture is turned like theirs: what is on their right is on
     its right)."""
+    roll_deg: float = 0.0
+    """overhead: turn the camera about its lens axis (positive: the picture's content turns counter-clockwise)."""
     follow: bool = False
     """overhead: follow the actor (the dynamic Gaussians' centre at each instant; needs `reshoot reconstruct`)."""
     camera_a: str | None = None
@@ -156,7 +158,8 @@ def build_path(config: PathConfig, cameras: Cameras, timeline: Timeline, workspa
         follow = actor_track(workspace_root, timeline) if config.follow else None
         lens = {} if config.focal_mm is None else {"focal_mm": config.focal_mm}  # else the builder's, 24 mm
         return paths.overhead_path(cameras, timeline, target=config.target, height=config.elevation,
-                                   tilt_deg=config.tilt_deg, heading_deg=config.heading_deg, follow=follow,
+                                   tilt_deg=config.tilt_deg, heading_deg=config.heading_deg, roll_deg=config.roll_deg,
+                                   follow=follow,
                                    **lens, **common)
     _check_ids(cameras, [c for c in (config.camera_a, config.camera_b) if c])
     if config.kind == "dolly":

@@ -20,7 +20,9 @@ camera, and on a held-out set camera what differs from its clean plate (the reco
 
 It writes ``WS/eval/<camera>/``: ``report.html`` (the verdict, figures by region, per-frame plots, a per-pixel error
 heat map, side-by-side frames, a flip-book strip: what a supervisor reads to decide whether to trust a reshoot),
-``metrics.json`` and the pictures it shows (``error_heatmap.png``, ``side_by_side.png``, ``flipbook.png``).
+``metrics.json``, the pictures it shows (``error_heatmap.png``, ``side_by_side.png``, ``flipbook.png``) and, with
+viser installed, ``scene_3d.html``: the scene, the cameras and the path in 3D, a standalone page the report shows in
+a frame (:mod:`reshoot.viewer_report`).
 """
 
 from __future__ import annotations
@@ -157,13 +159,13 @@ def _run_eval(workspace: Workspace, config: EvalConfig) -> dict[str, Any]:
     refined = make_refiner(refine_config).refine(inputs).frames
     return write_report(root, config.camera, refine_config.refiner, inputs.guide, refined, truth.frames,
                         scene=workspace.stage_dir("reconstruct") / "scene.pt", started=start, actor=truth.actor,
-                        actor_region=truth.actor_region, truth_source=truth.source)
+                        actor_region=truth.actor_region, truth_source=truth.source, reshot=truth.path)
 
 
 def write_report(workspace_root: Path, camera: str, refiner: str, guide: np.ndarray, refined: np.ndarray,
                  truth: dict[int, np.ndarray], scene: Path, started: float | None = None,
                  actor: dict[int, np.ndarray] | None = None, actor_region: str = "",
-                 truth_source: dict[str, Any] | None = None) -> dict[str, Any]:
+                 truth_source: dict[str, Any] | None = None, reshot: TruthPath | None = None) -> dict[str, Any]:
     """Score a reshoot of ``camera`` against what it filmed and write ``WS/eval/<camera>/`` (metrics.json, the
     pictures, report.html); returns the metrics.
 
@@ -171,7 +173,8 @@ def write_report(workspace_root: Path, camera: str, refiner: str, guide: np.ndar
     ``truth`` maps timeline frames to what the camera filmed (uint8 ``[H, W, 3]``), for some or all frames;
     ``actor`` maps them to where the actor is (``[H, W]`` bool; frames without one are scored whole only), found as
     ``actor_region`` says; ``truth_source`` (optional) says where an outside camera's truth came from. Each shot gets
-    figures over the whole frame, the set and the actor, and a verdict."""
+    figures over the whole frame, the set and the actor, and a verdict. The report embeds a 3D view of the workspace's
+    scene with the ``reshot`` camera (:mod:`reshoot.viewer_report`)."""
     out = Path(workspace_root) / "eval" / camera
     out.mkdir(parents=True, exist_ok=True)
     actor = actor or {}
@@ -188,7 +191,10 @@ def write_report(workspace_root: Path, camera: str, refiner: str, guide: np.ndar
     _pictures(out, guide, refined, truth, camera)
     _error_heatmap(out, {"guide": guide, "refined": refined}, truth, actor, camera)
     atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "report.html", report_html(metrics, camera, Path(workspace_root)))
+    from reshoot.viewer_report import scene_3d_section
+
+    scene_3d = scene_3d_section(Path(workspace_root), out, camera, reshot)
+    atomic_write_text(out / "report.html", report_html(metrics, camera, Path(workspace_root), scene_3d))
     return metrics
 
 
@@ -269,15 +275,17 @@ def _truth(workspace: Workspace, camera: str, timeline: Timeline) -> Truth:
                              f"--holdout {cameras.camera_ids[0]}`, then `reshoot eval --workspace {root} --camera "
                              f"{cameras.camera_ids[0]}`; or give {camera}'s own footage and calibration: "
                              "--truth-footage and --truth-calibration")
-        from reshoot.evaluation import sample_truth_view
+        from reshoot.evaluation import localised_sample_view, sample_truth_source
         from reshoot.footage import read_image
         from reshoot.sample import load_sample_shoot
 
-        view = sample_truth_view(root, load_sample_shoot(Path(ground_truth).parent), camera)
+        view = localised_sample_view(root, load_sample_shoot(Path(ground_truth).parent), camera)
         one = view.camera
         frames = {j: read_image(p)[..., :3] for j, p in view.frames.items()}
         world_to_camera = np.repeat(one.world_to_camera, timeline.frame_count, axis=0)
         actor, actor_region = view.actor, ACTOR_FROM_SAMPLE if view.actor else ""
+        return Truth(TruthPath(camera, replace(one, distortion=np.zeros_like(one.distortion)), world_to_camera),
+                     frames, actor, actor_region, sample_truth_source(view))
     return Truth(TruthPath(camera, replace(one, distortion=np.zeros_like(one.distortion)), world_to_camera), frames,
                  actor, actor_region)
 
@@ -523,9 +531,9 @@ def _shrink(image: np.ndarray, height: int = 72) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((max(1, round(w * height / h)), height), Image.BILINEAR))
 
 
-def report_html(metrics: dict[str, Any], camera: str, workspace_root: Path) -> str:
+def report_html(metrics: dict[str, Any], camera: str, workspace_root: Path, scene_3d: str = "") -> str:
     """The report a supervisor reads: the verdict, headline figures by region, per-frame plots (inline SVG), the
-    error heat map, the pictures."""
+    error heat map, the pictures, and the ``scene_3d`` section (HTML) when given."""
     g, r = metrics["guide"], metrics["refined"]
     rows = "".join(
         f"<tr><td>{name}</td><td>{m['psnr_db']:.2f} dB (min {m['psnr_min_db']:.2f})</td>"
@@ -570,14 +578,18 @@ every frame (left) and at the middle frame, with the actor region outlined in gr
 yellow: {HEATMAP_MAX_LEVELS:.0f} levels or more.</p>
 <h2>Side by side</h2><img src="side_by_side.png" alt="truth, guide and refined frames">
 <h2>Flip-book</h2><img src="flipbook.png" alt="truth and refined, every few frames">
+{scene_3d}
 <p style="color:#777">metrics.json has every number on this page.</p></body></html>
 """
 
 
 def _truth_html(source: dict[str, Any] | None) -> str:
-    """Where an outside camera's truth came from (nothing for a held-out set camera or the sample's)."""
+    """Where an outside camera's truth came from, or where the sample's hidden camera was placed (nothing for a
+    held-out set camera)."""
     if not source:
         return ""
+    if "footage" not in source:
+        return f" Where it stood: {html.escape(source['placed_by'])}."
     return (f" What it filmed: <code>{html.escape(source['footage'])}</code>; its calibration: <code>"
             f"{html.escape(source['calibration'])}</code>, placed in the scene's world by "
             f"{html.escape(source['placed_by'])}.")

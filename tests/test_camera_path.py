@@ -12,7 +12,7 @@ import pytest
 from reshoot.camera_path import CameraPath, Keyframe, PathError, Timeline, format_timecode
 from reshoot.cameras import (ZUP_TO_YUP, Cameras, euler_zxy_deg_from_rotation, focal_mm_from_px, focal_px_from_mm,
                              look_at, nuke_camera_transform, rotation_from_euler_zxy_deg, world_to_camera_from_nuke)
-from reshoot.path_builders import (between_path, dolly_path, offset_path, orbit_path, overhead_parameters,
+from reshoot.path_builders import (between_path, dolly_path, offset_path, orbit_path, overhead_parameters, roll_pose,
                                    overhead_path, rig_centre, set_camera_focal_mm, smooth_track)
 from reshoot.path_io import (nerfstudio_camera_path, read_chan, read_nerfstudio_camera_path, write_chan,
                              write_nerfstudio_camera_path)
@@ -272,6 +272,20 @@ def test_overhead_path_reproduces_a_given_overhead_camera():
     assert (height, tilt) == pytest.approx((3.0, 0.0)) and heading == pytest.approx(math.degrees(0.3))
     path = overhead_path(ring_rig(), TIMELINE, target=[1.0, 2.0, 0.0], height=3.0, heading_deg=heading)
     np.testing.assert_allclose(path.world_to_camera[0], straight_down, atol=1e-9)
+
+
+def test_overhead_roll_turns_the_picture_about_its_centre():
+    level = overhead_path(ring_rig(), TIMELINE, target=[0.0, 0.0, 0.0], height=3.0, heading_deg=90.0)
+    rolled = overhead_path(ring_rig(), TIMELINE, target=[0.0, 0.0, 0.0], height=3.0, heading_deg=90.0, roll_deg=10.0)
+    np.testing.assert_allclose(rolled.centers, level.centers, atol=1e-12)
+    np.testing.assert_allclose(rolled.world_to_camera[:, 2, :3], level.world_to_camera[:, 2, :3], atol=1e-12)
+    point = np.array([[0.8, 0.0, 0.0]])  # right of centre in the level picture
+    (x0, y0), (x1, y1) = (p.camera(0).project(0, point)[0][0] - np.array(p.image_size) / 2 for p in (level, rolled))
+    assert x0 > 50 and abs(y0) < 1e-6
+    # positive roll turns the content counter-clockwise: a point right of centre rises (image y points down)
+    assert math.degrees(math.atan2(-y1, x1)) == pytest.approx(10.0, abs=1e-6)
+    np.testing.assert_allclose(roll_pose(roll_pose(level.world_to_camera[0], 25.0), -25.0), level.world_to_camera[0],
+                               atol=1e-12)
 
 
 def test_overhead_follow_tracks_a_moving_actor():

@@ -127,6 +127,9 @@ class DemoCommand:
             table.add_row(name, "up to date" if stage.skipped else "ran", f"{took:.1f} s" if took is not None else "",
                           reshoot.job.headline(name, stage.manifest.get("summary", {})))
         out.print(table)
+        if result.placement is not None:
+            out.print(f"the hidden overhead camera, placed in the registered world by the similarity that aligns the "
+                      f"set cameras, then {result.placement.describe()}")
         _print_shot_scores("the overhead shot against what the hidden overhead camera filmed",
                            {"guide frames (rendered from the scene)": result.shot_check["guide"],
                             "refined (classical)": result.shot_check["refine"]})

@@ -182,11 +182,22 @@ def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | 
         raise ValueError(f"camera {camera.camera_ids[0]!r} has lens distortion; render pinhole cameras "
                          "(undistort first, as ShotFootage does)")
     device = scene.params["means"].device
-    visible = scene.visible_at(t, part=part)
-    g = scene.at(t, active_sh_degree, visible)
-    width, height = (int(v) for v in camera.image_size[0])
     viewmat = torch.tensor(np.asarray(camera.world_to_camera), dtype=torch.float32, device=device)
     K = torch.tensor(np.asarray(camera.K), dtype=torch.float32, device=device)
+    return render_view(scene, viewmat, K, tuple(int(v) for v in camera.image_size[0]), t, appearance, background,
+                       active_sh_degree, meta, part)
+
+
+def render_view(scene: DynamicScene, viewmat: Tensor, K: Tensor, size: tuple[int, int], t: float,
+                appearance: Tensor | None = None, background: Tensor | None = None,
+                active_sh_degree: int | None = None, meta: dict | None = None,
+                part: Literal["all", "static", "dynamic"] = "all") -> RenderOutput:
+    """:func:`render` from a camera given as tensors: ``viewmat`` [1, 4, 4] world-to-camera, ``K`` [1, 3, 3], ``size``
+    (width, height). Gradients flow to ``viewmat`` and ``K`` when they require them (e.g. to localise a camera)."""
+    device = scene.params["means"].device
+    visible = scene.visible_at(t, part=part)
+    g = scene.at(t, active_sh_degree, visible)
+    width, height = size
     bg = (background.to(device) if background is not None else torch.zeros(3, device=device))[None]
     colors, alphas, info = rasterization(g.means, g.quats, g.scales, g.opacities, g.colors, viewmat, K, width, height,
                                          sh_degree=g.sh_degree, render_mode="RGB+ED", backgrounds=None, packed=False)

@@ -368,8 +368,8 @@ class PathEditor:
             check_file_stem(self.name.value.strip(), "path name")
             result = save_path(root, self.path(), self.view.timeline)
         except WorkspaceBusy as exc:  # its advice to pass --wait is the command line's, not the page's
-            reason = str(exc).split("; wait for it to finish")[0]
-            return self._say(f"**not saved**: {reason}; nothing was written. Press Save again when it has finished.")
+            return self._say(f"**not saved**: workspace {root} is being written by {exc.holder}; nothing was written. "
+                             "Press Save again when it has finished.")
         except (PathError, StageError, ValueError, OSError) as exc:
             return self._say(f"**not saved**: {exc}")
         with self._lock:

@@ -75,7 +75,11 @@ class StageError(RuntimeError):
 
 
 class WorkspaceBusy(StageError):
-    """Another reshoot process is writing the workspace."""
+    """Another reshoot process is writing the workspace; ``holder`` says which (pid, host, command, start)."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 #: Locks this process holds: workspace root -> [open lock file, depth] (the lock is re-entrant in a process).
@@ -178,7 +182,7 @@ class Workspace:
                 holder = _describe_holder(path)
                 if not self.wait:
                     raise WorkspaceBusy(f"workspace {self.root} is being written by {holder}; wait for it to "
-                                        "finish, or pass --wait to start when it does")
+                                        "finish, or pass --wait to start when it does", holder)
                 _say(f"workspace {self.root} is being written by {holder}; waiting for it to finish")
                 _lock(handle)
             handle.seek(0)

@@ -25,7 +25,7 @@ from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat.data import load_shot_footage, normalised_times
 from reshoot.splat.pointcloud import read_points_ply
-from reshoot.splat.train import render
+from reshoot.splat.render import render
 from reshoot.validation import EvalConfig, flicker_text, run_eval
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageError, Workspace

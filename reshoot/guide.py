@@ -40,7 +40,7 @@ from reshoot.progress import track
 from reshoot.reconstruct import choose_device, load_scene, to_uint8
 from reshoot.splat.data import registered_rig
 from reshoot.splat.scene import DynamicScene
-from reshoot.splat.train import render
+from reshoot.splat.render import render
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reshoot.cameras import Cameras
-from reshoot.splat.train import render, render_view
+from reshoot.splat.render import render, render_view
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from reshoot.splat.ply import write_splats_ply
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
 from reshoot.splat.scan import Alignment, SetScan, align_scan_to_points, aligned_scan, load_set_scan, read_similarity
 from reshoot.splat.scene import DynamicScene
-from reshoot.splat.train import PRESETS, Trainer, TrainConfig, render
+from reshoot.splat.render import render
+from reshoot.splat.train import PRESETS, Trainer, TrainConfig
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 

@@ -12,7 +12,7 @@ from reshoot.cameras import Cameras, look_at
 from reshoot.localise import LocaliseConfig, localise_camera
 from reshoot.path_builders import roll_pose
 from reshoot.splat.scene import DynamicScene, make_params
-from reshoot.splat.train import render
+from reshoot.splat.render import render
 
 SIZE = (96, 72)
 

@@ -23,7 +23,8 @@ from reshoot.splat.init import InitConfig, initial_params, motion_masks
 from reshoot.splat.ply import read_splats_ply
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
 from reshoot.splat.scene import DynamicScene
-from reshoot.splat.train import Trainer, TrainConfig, render
+from reshoot.splat.render import render
+from reshoot.splat.train import Trainer, TrainConfig
 from reshoot.workspace import Workspace
 
 SMALL = PRESETS["small"]  # registers reliably (see test_register)

@@ -12,7 +12,8 @@ from reshoot.cameras import Cameras, look_at
 from reshoot.splat.data import SetStills, ShotFootage, normalised_times
 from reshoot.splat.priors import DepthPriors, depth_priors, seen_through, zbuffer_depth
 from reshoot.splat.scene import DynamicScene, concat_params, make_params
-from reshoot.splat.train import Trainer, TrainConfig, render
+from reshoot.splat.render import render
+from reshoot.splat.train import Trainer, TrainConfig
 
 W, H, T = 48, 32, 4
 

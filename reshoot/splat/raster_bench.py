@@ -6,7 +6,7 @@ all-pairs reference, on the same scenes; peak memory; Gaussian-pixel pairs per s
 Scenes look like a trained splat seen by its camera: Gaussians spread through the view frustum 2-10 units deep,
 anisotropic, each a few to a few tens of pixels across, opacities skewed towards opaque, colours as degree-3
 spherical harmonics rendered as training renders them (``sh_degree=3``, ``render_mode="RGB+ED"``,
-``packed=False``; see :func:`reshoot.splat.train.render`).
+``packed=False``; see :func:`reshoot.splat.render.render`).
 
 Engines: ``compiled`` is :func:`reshoot.splat.rasterize.rasterization` as it runs by default (the C++ kernels of
 :mod:`reshoot.splat.kernels`); ``twin`` is the same call with the kernels switched off (its pure-torch twin);
@@ -50,7 +50,7 @@ from reshoot.splat.scene import SH_C0
 
 SIZES = ((320, 180), (640, 360))  #: image sizes (width, height) of the default grid
 COUNTS = (20_000, 100_000, 400_000)  #: Gaussian counts of the default grid
-RENDER_MODE = "RGB+ED"  #: what training renders (reshoot.splat.train.render)
+RENDER_MODE = "RGB+ED"  #: what training renders (reshoot.splat.render.render)
 #: The all-pairs compositor runs only where its extrapolated peak memory fits in this many bytes ...
 ALL_PAIRS_BUDGET_BYTES = 3 << 30
 #: ... and its extrapolated forward + backward step in this many seconds.

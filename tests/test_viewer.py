@@ -1,6 +1,7 @@
 """The viewer (reshoot.viewer, viewer_path, viewer_report): the arrays it draws from a tiny finished workspace, the
 server it starts, its errors, the `view` command, the path editor (keys, preview, Save as the path stage) and the 3D
-view in eval's report; slow tests drive it in a real browser (Playwright and a system Chromium)."""
+view in eval's report; two tests drive it in a real browser (Playwright and the system Chromium; they skip,
+saying why, without them)."""
 
 from __future__ import annotations
 
@@ -564,9 +565,8 @@ def _wait(condition, timeout_s: float = 60.0, what: str = "") -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.slow
 def test_a_browser_moves_the_time_slider_places_two_keys_and_saves_the_path(own_workspace, tmp_path):
-    """Headless Chromium (software WebGL: slow, a minute or two) opens the page; with the keyboard it moves the time
+    """Headless Chromium (software WebGL: about 20 s here) opens the page; with the keyboard it moves the time
     slider to frame 2 (the server draws that instant) and keys the new camera there; moves the slider to frame 8,
     drags the gizmo's blue (z, forward) arrow with the mouse, which moves the camera forward, and keys it there; the
     preview it shows changes; it presses Save, and path.json holds both keys. Then it follows a move made from
@@ -651,7 +651,6 @@ def test_a_browser_moves_the_time_slider_places_two_keys_and_saves_the_path(own_
     assert picture.shape == (800, 1280, 3) and picture.std() > 10  # a drawn scene, not a blank page
 
 
-@pytest.mark.slow
 def test_the_reports_3d_view_opens_from_the_disk_in_a_browser(own_workspace, view, tmp_path):
     """The eval report's 3D view, opened as a file (no server): the viser client starts from the embedded scene
     and draws it in the report's frame."""

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from reshoot.atomic import DISK_FULL_ERRNOS, DiskFullError, atomic_write_json, replace_dir
+from reshoot.progress import progress_stage
 
 #: The stages, in pipeline order, with what each does.
 STAGE_DESCRIPTIONS = {
@@ -322,7 +323,7 @@ class Workspace:
             upstream: earlier stages whose outputs this stage reads; they must be complete.
             version: bump when the stage's code changes what it writes, so old results re-run.
         """
-        with self.writing():
+        with self.writing(), progress_stage(name):
             return self._run_stage(name, config, fn, inputs, upstream, force, version)
 
     def _run_stage(self, name: str, config: Any, fn: Callable[[StageContext], dict[str, Any]],

@@ -22,6 +22,7 @@ from rich.table import Table
 
 import reshoot
 import reshoot.job
+import reshoot.progress
 import reshoot.workspace
 from reshoot import bench
 from reshoot.atomic import atomic_write_json, atomic_write_text
@@ -625,11 +626,57 @@ def _overview() -> None:
     for name, description in reshoot.STAGE_DESCRIPTIONS.items():
         stages.add_row(f"  [bold]{name}[/]", description)
     out.print(stages)
-    out.print("\nDocs: docs/README.md. Set RESHOOT_DEBUG=1 to see tracebacks, RESHOOT_QUIET=1 to hide progress bars.")
+    options = Table(title="\noptions of every command (before or after its name)", show_header=False, box=None)
+    options.add_row("  [bold]--progress MODE[/]", "how long steps show their progress on stderr: auto (bars on a "
+                    "terminal, else plain lines), rich (bars), plain (lines a render manager can follow, see "
+                    "docs/farm.md), json (a JSON object a line) or off")
+    options.add_row("  [bold]--json-progress[/]", "the same as --progress json")
+    out.print(options)
+    out.print("\nDocs: docs/README.md. Set RESHOOT_DEBUG=1 to see tracebacks, RESHOOT_QUIET=1 to hide progress.")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        argv, progress = _take_progress_flags(argv)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
+    previous = os.environ.get("RESHOOT_PROGRESS")
+    if progress is not None:  # for the library, and any reshoot process this one starts
+        os.environ["RESHOOT_PROGRESS"] = progress
+    try:
+        reshoot.progress.progress_mode(), reshoot.progress.progress_interval_s()  # a wrong setting stops us now
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
+    try:
+        return _run_command(argv)
+    finally:
+        if previous is None:
+            os.environ.pop("RESHOOT_PROGRESS", None)
+        else:
+            os.environ["RESHOOT_PROGRESS"] = previous
+
+
+def _take_progress_flags(argv: list[str]) -> tuple[list[str], str | None]:
+    """The arguments without ``--progress MODE`` (``--progress=MODE``) and ``--json-progress``, given anywhere, and
+    the mode they chose (``None``: none given). They are read here, not by tyro, because every command takes them."""
+    rest, mode = [], None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--json-progress":
+            mode = "json"
+        elif arg == "--progress" or arg.startswith("--progress="):
+            mode = arg.partition("=")[2] if "=" in arg else next(args, "")
+            if mode not in reshoot.progress.MODES:
+                raise ValueError(f"--progress {mode!r}: give one of {', '.join(reshoot.progress.MODES)}")
+        else:
+            rest.append(arg)
+    return rest, mode
+
+
+def _run_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         _overview()
         return 0

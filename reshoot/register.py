@@ -43,6 +43,7 @@ from reshoot.atomic import atomic_write_json
 from reshoot.cameras import Cameras
 from reshoot.footage import IMAGE_SUFFIXES, read_image
 from reshoot.instants import INSTANTS_DIR, pool_instants
+from reshoot.progress import StepProgress
 from reshoot.known_poses import match_with_known_poses
 from reshoot.splat.pointcloud import write_points_ply
 from reshoot.viz import save_png, top_view
@@ -132,30 +133,36 @@ def _register(ctx: StageContext, config: RegisterConfig) -> dict[str, Any]:
                                 "FILE); this workspace's ingest has none")
     # with known intrinsics, every camera is extracted with the model they need: COLMAP cannot change it later
     model = config.camera_model if mode == "solve" else ("FULL_OPENCV" if known.distortion[:, 4].any() else "OPENCV")
-    with ctx.timer("images"):
-        images = _prepare_images(ctx.out_dir, ingest, footage, config, upsample_small=mode == "solve")
-    database, image_dir = ctx.out_dir / "database.db", ctx.out_dir / "images"
-    with ctx.timer("features"):
-        _extract(pycolmap, database, image_dir, ctx.out_dir / "masks", config.max_image_size, model)
-    instants = epipolar = None
-    with ctx.timer("matching"):
-        if mode == "triangulate":  # the geometry is known: match along it instead of estimating it
-            known = _known_at_image_size(known, images)
-            epipolar = _match_known(pycolmap, ctx.out_dir, database, known, config, model)
-        else:
-            _match(pycolmap, database, len(images), config)
-            if (ctx.out_dir / INSTANTS_DIR).is_dir():
-                instants = pool_instants(pycolmap, database, ctx.out_dir / INSTANTS_DIR, model)
-    with ctx.timer("mapping"):
-        if mode == "triangulate":
-            rec = _triangulate(pycolmap, database, image_dir, ctx.out_dir / "sparse" / "0", known, model, config)
-        else:
-            constant = _set_prior_intrinsics(pycolmap, database, known, model) if mode == "prior" else set()
-            rec = _map(pycolmap, database, image_dir, ctx.out_dir / "sparse", config, constant, len(images))
-    per_camera = _check_registered(pycolmap, database, rec, images, config)
-    with ctx.timer("outputs"):
-        normalise = _normalisation(rec, images)
-        summary = _write_outputs(ctx.out_dir, rec, images, footage, normalise, config)
+    with StepProgress("registering: images, features, matching, mapping, outputs", total=5) as phases:
+        with ctx.timer("images"):
+            images = _prepare_images(ctx.out_dir, ingest, footage, config, upsample_small=mode == "solve")
+        phases.update(1, images=len(images))
+        database, image_dir = ctx.out_dir / "database.db", ctx.out_dir / "images"
+        with ctx.timer("features"):
+            _extract(pycolmap, database, image_dir, ctx.out_dir / "masks", config.max_image_size, model)
+        phases.update(1)
+        instants = epipolar = None
+        with ctx.timer("matching"):
+            if mode == "triangulate":  # the geometry is known: match along it instead of estimating it
+                known = _known_at_image_size(known, images)
+                epipolar = _match_known(pycolmap, ctx.out_dir, database, known, config, model)
+            else:
+                _match(pycolmap, database, len(images), config)
+                if (ctx.out_dir / INSTANTS_DIR).is_dir():
+                    instants = pool_instants(pycolmap, database, ctx.out_dir / INSTANTS_DIR, model)
+        phases.update(1)
+        with ctx.timer("mapping"):
+            if mode == "triangulate":
+                rec = _triangulate(pycolmap, database, image_dir, ctx.out_dir / "sparse" / "0", known, model, config)
+            else:
+                constant = _set_prior_intrinsics(pycolmap, database, known, model) if mode == "prior" else set()
+                rec = _map(pycolmap, database, image_dir, ctx.out_dir / "sparse", config, constant, len(images))
+        phases.update(1, points=int(rec.num_points3D()))
+        per_camera = _check_registered(pycolmap, database, rec, images, config)
+        with ctx.timer("outputs"):
+            normalise = _normalisation(rec, images)
+            summary = _write_outputs(ctx.out_dir, rec, images, footage, normalise, config)
+        phases.update(1)
     shutil.rmtree(ctx.out_dir / "sparse" / "tmp", ignore_errors=True)
     return {**summary, "calibration": mode, "cameras": per_camera, "instant_matches": instants,
             "epipolar_matches": epipolar,

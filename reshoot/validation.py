@@ -43,7 +43,7 @@ from reshoot.cameras import Cameras
 from reshoot.guide import RealCameras, render_guide
 from reshoot.evaluation import mean_region_scores
 from reshoot.metrics import flicker, region_scores
-from reshoot.progress import track
+from reshoot.progress import progress_stage, track
 from reshoot.reconstruct import choose_device, load_scene
 from reshoot.refine.base import RefineInputs
 from reshoot.refine.stage import RefineConfig, make_refiner
@@ -127,7 +127,7 @@ def run_eval(workspace: Workspace, config: EvalConfig = EvalConfig()) -> dict[st
     """Reshoot ``config.camera``, score guide and refined frames against its truth, write the report; returns the
     metrics (also in ``WS/eval/<camera>/metrics.json``). Holds the workspace's writer lock: a stage re-run by
     another process meanwhile would change the scene under it."""
-    with workspace.writing():
+    with workspace.writing(), progress_stage("eval"):
         return _run_eval(workspace, config)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from reshoot.atomic import atomic_write_json, replace_dir
 from reshoot.cameras import Cameras, focal_px_from_mm, look_at
 from reshoot.media import write_video
-from reshoot.progress import track
+from reshoot.progress import progress_stage, track
 from reshoot.sample.audio import make_world_sound
 from reshoot.sample.render import MeshRenderer
 from reshoot.sample.scene import (SET_HALF_SIZE_M, WALL_HEIGHT_M, ActorMotion, TexturedMesh, build_actor, build_set,
@@ -173,7 +173,8 @@ def make_sample_shoot(out_dir: Path, config: SampleConfig = SampleConfig(), forc
     tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        render_sample_shoot(tmp, config)
+        with progress_stage("sample"):
+            render_sample_shoot(tmp, config)
         replace_dir(tmp, out_dir, out_dir.parent / f".{out_dir.name}.trash")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -166,6 +166,7 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
                    dense=_dense_summary(dense.report) if dense is not None else None,
                    set_scan=_scan_summary(setup.scan) if setup.scan is not None else None,
                    training_steps=trainer.step_idx, resumed_from_step=trainer.resumed_from,
+                   sat_out=trainer.sat_out,
                    final_train_psnr_db=float(np.mean([h["psnr"] for h in history[-4:]])) if history else None)
     if config.holdout:
         with ctx.timer("holdout"):

@@ -254,3 +254,48 @@ def test_a_static_gaussian_on_a_cameras_own_body_is_removed_before_training():
         near = (scene.params["means"].detach() - torch.as_tensor(eye, dtype=torch.float32)).norm(dim=-1) < 0.02
         assert bool(near.any()) == kept
         assert len(scene) == len(params["means"]) - (0 if kept else 1)  # the set on the floor is untouched
+
+
+def _filmed_rig(turn_deg: float) -> tuple[ShotFootage, DynamicScene]:
+    """Four cameras filming a textured floor; the last filmed from a pose turned ``turn_deg`` from the one it is
+    registered at (a registration gone wrong)."""
+    rng = np.random.default_rng(3)
+    floor = np.concatenate([rng.uniform(-1.0, 1.0, (900, 2)), np.zeros((900, 1))], axis=1)
+    colours = torch.as_tensor(rng.uniform(0, 1, (900, 3)))
+    scene = DynamicScene(make_params(torch.as_tensor(floor), colours, torch.full((900,), 0.06), 0, opacity=0.9), 0)
+    cameras = _cameras(["a", "b", "c", "d"], [(0.0, -2.0, 1.5), (2.0, 0.2, 1.5), (-2.0, 0.3, 1.5), (0.2, 2.0, 1.5)])
+    c, s = np.cos(np.radians(turn_deg)), np.sin(np.radians(turn_deg))
+    turned = cameras.world_to_camera.copy()
+    turned[3] = np.array([[c, 0, s, 0], [0, 1, 0, 0], [-s, 0, c, 0], [0, 0, 0, 1]]) @ turned[3]
+    images = np.zeros((4, T, H, W, 3), np.uint8)
+    with torch.no_grad():
+        for k in range(4):
+            filmed = Cameras.create([cameras.camera_ids[k]], [40.0], [40.0], [W / 2], [H / 2], turned[k][None],
+                                    np.array([[W, H]]))
+            images[k, :] = (render(scene, filmed, 0.0).rgb.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    poses = np.repeat(cameras.world_to_camera[:, None], T, axis=1)
+    return ShotFootage(cameras, images, np.ones((4, T), bool), poses, normalised_times(T), np.arange(T)), scene
+
+
+def test_a_camera_the_set_cannot_explain_sits_out_the_performance_phase(capsys):
+    footage, scene = _filmed_rig(turn_deg=6.0)
+    config = TrainConfig(steps=4, set_fraction=0.5, refine_start=100, lr_sh0=0.0, lr_means=0.0)
+    trainer = Trainer(footage, scene, config, moving=np.zeros(footage.images.shape[:4], bool))
+    fits = trainer.set_fits()
+    assert min(fits["a"], fits["b"], fits["c"]) > 35 and fits["d"] < 20  # filmed from elsewhere than registered
+    trainer.run(until=3)
+    assert set(trainer.sat_out) == {"d"} and trainer.sat_out["d"]["set_fit_db"] < 20
+    assert 3 not in trainer.pairs[:, 0] and {0, 1, 2} <= set(trainer.pairs[:, 0])
+    assert "d sits out the performance phase" in capsys.readouterr().err
+    for _ in range(6):  # the performance phase never draws it
+        assert trainer._next_view().appearance_idx != 3
+
+    footage, scene = _filmed_rig(turn_deg=0.0)  # a consistent rig: every camera stays
+    trainer = Trainer(footage, scene, config, moving=np.zeros(footage.images.shape[:4], bool))
+    trainer.run(until=3)
+    assert trainer.sat_out == {} and set(trainer.pairs[:, 0]) == {0, 1, 2, 3}
+    footage, scene = _filmed_rig(turn_deg=6.0)  # switched off
+    off = TrainConfig(steps=4, set_fraction=0.5, refine_start=100, inconsistent_camera_db=0)
+    trainer = Trainer(footage, scene, off, moving=np.zeros(footage.images.shape[:4], bool))
+    trainer.run(until=3)
+    assert trainer.sat_out == {}

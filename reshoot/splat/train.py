@@ -565,8 +565,8 @@ class Trainer:
             self.pairs = self.pairs[self.pairs[:, 0] != c]
             _tell(f"warning: reconstruct: {camera_id} sits out the performance phase: the set renders its static "
                   f"pixels at {fit:.1f} dB, the rig's median camera at {median:.1f} dB, so its registration or lens "
-                  f"disagrees with the other cameras. Check it in register's preview; re-register (e.g. --camera-model "
-                  f"OPENCV for a wide lens), or leave it out with --holdout {camera_id}")
+                  f"disagrees with the other cameras. Check it in register's preview and re-register (more survey stills "
+                  f"near it help), or leave it out with --holdout {camera_id}")
 
     def _schedule_means_lr(self) -> None:
         """Positions' (and motions') learning rates decay exponentially to 1 % over each phase (3DGS's schedule)."""

@@ -248,7 +248,8 @@ def test_refine_stage_classical_then_a_diffusion_refiner_from_a_weights_folder(r
         unsure.append([e[low].mean() if low.any() else np.nan for e in errors])
     (before, after), (before_unsure, after_unsure) = (-10 * np.log10(np.nanmean(v, axis=0)) for v in (whole, unsure))
     assert after > before - 0.1, f"guide {before:.2f} dB, refined {after:.2f} dB"
-    assert after_unsure > before_unsure + 0.1, f"where the guide is unsure: {before_unsure:.2f} -> {after_unsure:.2f} dB"
+    assert after_unsure > before_unsure + 0.1, \
+        f"where the guide is unsure: {before_unsure:.2f} -> {after_unsure:.2f} dB"
     assert run_export(ws, ExportConfig(formats=("png",))).manifest["summary"]["source"] == "refine"
 
     # a diffusion refiner through the same stage, from a folder of (tiny, random) diffusers weights: the shot must

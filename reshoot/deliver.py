@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from reshoot import colour
 from reshoot._deps import require
 from reshoot.atomic import atomic_write_bytes, atomic_write_text, naming_full_disk
 from reshoot.cameras import OPENCV_TO_OPENGL, ZUP_TO_YUP, focal_mm_from_px
@@ -39,9 +40,6 @@ from reshoot.sync import _exact_fps, parse_timecode
 #: Left-multiplying OpenCV camera coordinates (x right, y down, z forward) by this gives OpenEXR's
 #: camera coordinates, which are RenderMan's: x right, y up, z forward (left-handed). Its own inverse.
 OPENCV_TO_RENDERMAN = np.diag([1.0, -1.0, 1.0, 1.0])
-
-#: Rec.709 / sRGB primaries and D65 white, OpenEXR's ``chromaticities`` (red, green, blue, white xy).
-_REC709_CHROMATICITIES = (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290)
 
 #: USD lens and filmback values are in tenths of a scene unit (UsdGeomCamera, "Units of Measure");
 #: with metersPerUnit = 1 a tenth of a unit is 100 mm.
@@ -114,22 +112,28 @@ def write_exr_sequence(
     start_timecode: str | None = None,
     alpha: Iterable[np.ndarray] | None = None,  # each [H, W] in [0, 1]
     depth: Iterable[np.ndarray] | None = None,  # each [H, W]
-    linearize: bool = True,
+    colourspace: str = "ACEScg",
+    compression: str = "zip",
+    aces_container: bool = False,
     premultiplied: bool = False,
     first_frame: int = 1001,
     name: str = "shot",
 ) -> list[Path]:
     """Write ``folder/name.1001.exr, ...``: half-float R, G, B (and A), float Z, and the camera in the header.
 
-    Colour: OpenEXR holds scene-linear light, and compositors (Nuke's Read node, by default) decode
-    an EXR as linear and apply the display transform on view. reshoot's renders are display-referred
-    sRGB values, so by default (``linearize=True``) they are decoded with the sRGB EOTF (IEC 61966-2-1)
-    to linear Rec.709-primaries values, which then look in a viewer as the PNGs and movies do. With
-    ``linearize=False`` the values are written as given (they look too bright in a linear viewer, but
-    match the renders bit for bit up to half precision). Which was done is in ``reshoot/colorspace``;
-    ``chromaticities`` is Rec.709/sRGB either way. With ``alpha``, RGB is premultiplied after
-    linearising, as OpenEXR's RGBA is associated alpha. ``premultiplied=True`` says the frames already are
-    (a splat render over black is): they are divided by alpha before linearising, then multiplied again.
+    Colour: OpenEXR holds scene-linear light, and compositors decode an EXR as linear and apply the display
+    transform on view. reshoot's frames are display-referred sRGB, so they are converted by OpenColorIO
+    (:mod:`reshoot.colour`) to ``colourspace``: ``"ACEScg"`` (the default), ``"ACES2065-1"`` or ``"lin_rec709"``
+    (scene-linear Rec.709 primaries: the sRGB EOTF, IEC 61966-2-1, and nothing else); all look in a viewer
+    as the PNGs and movies do. ``"sRGB"`` writes the values as given (too bright in a linear viewer). The space
+    is named in ``chromaticities``, ``oiio:ColorSpace`` and ``reshoot/colorspace``. With ``alpha``, RGB is
+    premultiplied after the conversion, as OpenEXR's RGBA is associated alpha. ``premultiplied=True`` says the
+    frames already are (a splat render over black is): they are divided by alpha first.
+
+    ``compression``: ``"zip"``, ``"piz"`` (both lossless), ``"dwab"`` (lossy on R, G, B) or ``"none"``.
+    ``aces_container``: SMPTE ST 2065-4 ACES container files: ACES2065-1 in R, G, B (and A) half float, no
+    compression, ``acesImageContainerFlag`` 1, ``adoptedNeutral`` the ACES white, and only attributes of the
+    types the standard lists, so no ``depth`` and none of the matrices below.
 
     Header of each frame (OpenEXR standard attributes, https://openexr.com/en/latest/StandardAttributes.html):
 
@@ -145,7 +149,8 @@ def write_exr_sequence(
     - ``framesPerSecond`` (Rational), ``imageCounter`` (the frame number), ``chromaticities``;
     - reshoot's own: ``reshoot/world_to_camera_opencv`` (M44d, column vectors, OpenCV axes),
       ``reshoot/K`` (M33d, pixels, pixel-corner origin), ``reshoot/frame``, ``reshoot/colorspace``,
-      ``reshoot/conventions`` (these rules, in words) and ``reshoot/timecode``.
+      ``reshoot/colour`` (the conversion, in words), ``reshoot/conventions`` (these rules, in words) and
+      ``reshoot/timecode``.
 
     ``depth`` is the distance along the optical axis in scene units (+inf where nothing was hit).
     Returns the paths written, in frame order.
@@ -157,18 +162,17 @@ def write_exr_sequence(
     rate = _exact_fps(fps, what)
     start = _timecode_start(start_timecode, rate) if start_timecode is not None else None
     OpenEXR = require("OpenEXR", "pip install 'openexr>=3.3'")
+    space, compression_name = colour.exr_settings(colourspace, compression, aces_container, what)
+    if aces_container and depth is not None:
+        raise ValueError(f"{what}: an ACES container file (SMPTE ST 2065-4) holds only R, G, B and A; leave depth "
+                         "out, or write a plain EXR (aces_container=False)")
     exr_world_to_camera = np.swapaxes(OPENCV_TO_RENDERMAN @ poses, 1, 2).astype(np.float32)
     exr_world_to_ndc = _exr_world_to_ndc(poses, Ks, width, height)
-    base = {
-        "compression": OpenEXR.ZIP_COMPRESSION,
-        "type": OpenEXR.scanlineimage,
-        "framesPerSecond": rate,
-        "chromaticities": _REC709_CHROMATICITIES,
-        "reshoot/colorspace": ("scene-linear, Rec.709/sRGB primaries, D65: reshoot's display-referred sRGB "
-                               "values decoded with the sRGB EOTF (IEC 61966-2-1)" if linearize else
-                               "display-referred sRGB values (sRGB-encoded), not linearised"),
-        "reshoot/conventions": _EXR_CONVENTIONS,
-    }
+    base = {"compression": getattr(OpenEXR, compression_name), "type": OpenEXR.scanlineimage,
+            "lineOrder": OpenEXR.INCREASING_Y, "framesPerSecond": rate,
+            **colour.exr_colour_attributes(space, aces_container)}
+    if not aces_container:  # ST 2065-4 lists no matrix attribute type
+        base["reshoot/conventions"] = _EXR_CONVENTIONS
     folder = Path(folder)
     with naming_full_disk(folder, f"the EXR sequence {name}.####.exr", _ELSEWHERE), _StagedFiles() as staged:
         for idx, frame, frame_alpha, frame_depth in _aligned(what, first_frame, frames, len(poses),
@@ -177,22 +181,25 @@ def write_exr_sequence(
             rgb = _rgb(what, frame, label)
             _check_size(what, label, rgb.shape[:2], (height, width))
             a = None if frame_alpha is None else _plane(what, "alpha", frame_alpha, label, (height, width))
-            if a is not None and premultiplied:  # back to straight colour for the sRGB decode
+            if a is not None and premultiplied:  # back to straight colour for the conversion
                 rgb = np.where(a[..., None] > 1e-4, np.clip(rgb / np.maximum(a, 1e-4)[..., None], 0, 1), 0)
-            rgb = srgb_to_linear(rgb) if linearize else rgb
+            rgb = colour.convert(rgb, colour.SRGB, space)
             channels = {"RGB": rgb}
             if a is not None:
                 channels = {"RGBA": np.concatenate([rgb * a[..., None], a[..., None]], axis=-1)}
             channels = {key: value.astype(np.float16) for key, value in channels.items()}
             if frame_depth is not None:
                 channels["Z"] = _plane(what, "depth", frame_depth, label, (height, width))  # float32
-            header = {**base, "worldToCamera": exr_world_to_camera[idx], "worldToNDC": exr_world_to_ndc[idx],
-                      "imageCounter": number, "reshoot/frame": number,
-                      "reshoot/world_to_camera_opencv": poses[idx], "reshoot/K": Ks[idx]}  # float64: M44d, M33d
+            header = {**base, "imageCounter": number, "reshoot/frame": number}
+            if not aces_container:
+                header.update({"worldToCamera": exr_world_to_camera[idx], "worldToNDC": exr_world_to_ndc[idx],
+                               "reshoot/world_to_camera_opencv": poses[idx], "reshoot/K": Ks[idx]})  # M44d, M33d
             if start is not None:
                 timecode, text = _exr_timecode(OpenEXR, start[0] + idx, rate, start[1])
                 header.update({"timeCode": timecode, "reshoot/timecode": text})
-            staged.add(_frame_path(folder, name, number, "exr"), _exr_bytes(OpenEXR, header, channels))
+            data = _exr_bytes(OpenEXR, header, channels)
+            staged.add(_frame_path(folder, name, number, "exr"),
+                       colour.without_type_attribute(data, height) if aces_container else data)
     return staged.paths
 
 
@@ -203,12 +210,6 @@ def _exr_bytes(OpenEXR: Any, header: dict[str, Any], channels: dict[str, np.ndar
     buffer = io.BytesIO()
     OpenEXR.File(header, {key: np.ascontiguousarray(v) for key, v in channels.items()}).write(buffer)
     return buffer.getvalue()
-
-
-def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    """The sRGB EOTF (IEC 61966-2-1): sRGB-encoded values in [0, 1] to linear light, same shape."""
-    values = np.asarray(values, dtype=np.float32)
-    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def _exr_world_to_ndc(poses: np.ndarray, Ks: np.ndarray, width: int, height: int) -> np.ndarray:  # [F, 4, 4]

@@ -2,9 +2,10 @@
 
 Writes ``WS/ingest/``::
 
-    footage.json            per camera: metadata, sync offset and confidence; the timeline: for every
-                            output frame, its time and the source frame of each camera
-    frames/<camera>/<frame>.png   COLMAP's rig layout: the same file name is the same instant
+    footage.json            per camera: metadata, colourspace, sync offset and confidence; the timeline: for
+                            every output frame, its time and the source frame of each camera
+    frames/<camera>/<frame>.png   COLMAP's rig layout: the same file name is the same instant; sRGB, whatever
+                            the camera's colourspace (converted by OpenColorIO: :mod:`reshoot.colour`)
     contact_sheet.png       every camera at a few synced instants, to check the sync by eye
     calibration/cameras.json   imported calibration, for the extracted frames (when given)
     manifest.json
@@ -24,6 +25,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from reshoot import colour
 from reshoot._deps import require
 from reshoot.atomic import atomic_write_json
 from reshoot.footage import CameraSource, FootageError, iter_source_frames, probe_source, read_source_audio
@@ -78,6 +80,14 @@ class IngestConfig:
     calibration: Path | None = None
     """Known calibration to import: caliscope camera_array.toml, a COLMAP model folder, transforms.json or
     reshoot cameras.json."""
+    colourspace: str = ""
+    """Colourspace every camera recorded in: a name or alias from OpenColorIO's ACES studio config, such as
+    S-Log3 S-Gamut3.Cine, ARRI LogC3 (EI800), V-Log V-Gamut, Camera Rec.709 or ACEScg. Frames in another space
+    than sRGB are converted to sRGB as they are extracted (no tone mapping: what is brighter than diffuse white
+    clips). Default: sRGB for video and PNG/JPEG/TIFF sequences, linear Rec.709 for EXR sequences."""
+    camera_colourspace: tuple[str, ...] = ()
+    """CAMERA=COLOURSPACE for a camera recorded in another space than --colourspace, such as
+    B="S-Log3 S-Gamut3.Cine" (quote a name with spaces)."""
 
     def __post_init__(self) -> None:
         if self.step < 1:
@@ -86,6 +96,14 @@ class IngestConfig:
             raise ValueError(f"--max-frames {self.max_frames}: give 0 (no limit) or more")
         if not 0 < self.scale <= 1:
             raise ValueError(f"--scale {self.scale:g}: give a factor in (0, 1] (0.5 halves width and height)")
+        if self.colourspace:
+            colour.footage_colourspace(self.colourspace, "--colourspace")
+        for item in self.camera_colourspace:
+            camera_id, _, space = item.partition("=")
+            if not camera_id or not space:
+                raise ValueError(f"--camera-colourspace {item!r}: expected CAMERA=COLOURSPACE, e.g. "
+                                 "'B=S-Log3 S-Gamut3.Cine'")
+            colour.footage_colourspace(space, f"--camera-colourspace: camera {camera_id!r}")
 
 
 def run_ingest(workspace: Workspace, sources: Sequence[Path], config: IngestConfig = IngestConfig(),
@@ -108,10 +126,12 @@ def _ingest(ctx: StageContext, paths: list[Path], config: IngestConfig) -> dict[
     with ctx.timer("probe"):
         cameras = _probe_all(paths, config)
     reference = config.reference or cameras[0].camera_id
-    if reference not in {c.camera_id for c in cameras}:
+    by_id = {c.camera_id: c for c in cameras}
+    if reference not in by_id:
         raise FootageError(f"--reference {reference!r} is not a camera; the cameras are "
                            f"{[c.camera_id for c in cameras]}")
     problems = _warnings(cameras)
+    spaces = _colourspaces(cameras, config)
     with ctx.timer("sync"):
         offsets, confidence = _sync(cameras, reference, config)
     fps = _fraction(config.fps, "--fps") if config.fps else next(c.fps for c in cameras if c.camera_id == reference)
@@ -123,7 +143,7 @@ def _ingest(ctx: StageContext, paths: list[Path], config: IngestConfig) -> dict[
         raise SyncError(f"the range --start-s {config.start_s} to --end-s {config.end_s} holds no output frame at "
                         f"{fps} fps; the cameras overlap over {timeline.overlap_s[0]:.3f}..{timeline.overlap_s[1]:.3f} s")
     with ctx.timer("extract"):
-        sizes = _extract(ctx.out_dir / "frames", cameras, timeline, config)
+        sizes = _extract(ctx.out_dir / "frames", cameras, timeline, config, spaces)
     with ctx.timer("contact_sheet"):
         save_png(_sheet(ctx.out_dir / "frames", cameras, timeline, config), ctx.out_dir / "contact_sheet.png")
     calibration = _import_calibration(ctx.out_dir, cameras, sizes, config) if config.calibration else None
@@ -133,7 +153,10 @@ def _ingest(ctx: StageContext, paths: list[Path], config: IngestConfig) -> dict[
         "sync": {"method": config.sync,
                  "cameras": {c.camera_id: {"offset_s": offsets[c.camera_id], **confidence[c.camera_id]}
                              for c in cameras}},
-        "cameras": [{**c.describe(), "extracted_size": sizes[c.camera_id]} for c in cameras],
+        "cameras": [{**c.describe(), "extracted_size": sizes[c.camera_id], "colourspace": spaces[c.camera_id]}
+                    for c in cameras],
+        "colour": {"frames": colour.SRGB, "config": colour.CONFIG_NAME,
+                   "converted": [c for c, space in spaces.items() if not _is_srgb_already(space, by_id[c])]},
         "timeline": {"fps": f"{fps.numerator}/{fps.denominator}", "frame_count": len(timeline.times_s),
                      "overlap_s": list(timeline.overlap_s), "times_s": timeline.times_s.tolist(),
                      "source_frames": {k: v.tolist() for k, v in timeline.source_frames.items()},
@@ -144,7 +167,8 @@ def _ingest(ctx: StageContext, paths: list[Path], config: IngestConfig) -> dict[
     }
     atomic_write_json(ctx.out_dir / "footage.json", footage)
     return {"cameras": len(cameras), "frames": len(timeline.times_s), "overlap_s": list(timeline.overlap_s),
-            "offsets_s": offsets, "sync": footage["sync"], "warnings": problems}
+            "offsets_s": offsets, "sync": footage["sync"], "colourspaces": spaces,
+            "converted_to_srgb": footage["colour"]["converted"], "warnings": problems}
 
 
 def _probe_all(paths: list[Path], config: IngestConfig) -> list[CameraSource]:
@@ -174,6 +198,30 @@ def _warnings(cameras: list[CameraSource]) -> list[str]:
     return problems
 
 
+def _colourspaces(cameras: list[CameraSource], config: IngestConfig) -> dict[str, str]:
+    """Each camera's colourspace (the config's name): its --camera-colourspace, else --colourspace, else sRGB
+    (linear Rec.709 for an EXR sequence)."""
+    given = {}
+    for item in config.camera_colourspace:
+        camera_id, _, space = item.partition("=")
+        if camera_id not in {c.camera_id for c in cameras}:
+            raise FootageError(f"--camera-colourspace {item!r}: there is no camera {camera_id!r}; the cameras are "
+                               f"{[c.camera_id for c in cameras]}")
+        given[camera_id] = colour.footage_colourspace(space, f"--camera-colourspace: camera {camera_id!r}")
+    default = colour.footage_colourspace(config.colourspace, "--colourspace") if config.colourspace else None
+    return {c.camera_id: given.get(c.camera_id) or default or (colour.LINEAR_REC709 if _is_exr(c) else colour.SRGB)
+            for c in cameras}
+
+
+def _is_exr(camera: CameraSource) -> bool:
+    """An EXR sequence: reshoot reads its values clipped to [0, 1] and sRGB-encoded (:func:`read_image`)."""
+    return camera.kind == "sequence" and camera.codec == "exr"
+
+
+def _is_srgb_already(space: str, camera: CameraSource) -> bool:
+    return space == (colour.LINEAR_REC709 if _is_exr(camera) else colour.SRGB)
+
+
 def _sync(cameras: list[CameraSource], reference: str, config: IngestConfig) -> tuple[dict, dict]:
     by_id = {c.camera_id: c for c in cameras}
     if config.sync == "none":
@@ -200,8 +248,10 @@ def _sync(cameras: list[CameraSource], reference: str, config: IngestConfig) -> 
                          "peak_value": found[c].peak_value} for c in by_id}
 
 
-def _extract(folder: Path, cameras: list[CameraSource], timeline: Timeline, config: IngestConfig) -> dict:
-    """Write every camera's frame for every output frame; returns each camera's extracted (width, height)."""
+def _extract(folder: Path, cameras: list[CameraSource], timeline: Timeline, config: IngestConfig,
+             spaces: dict[str, str]) -> dict:
+    """Write every camera's frame for every output frame, in sRGB (converted from the camera's colourspace in
+    ``spaces``); returns each camera's extracted (width, height)."""
     cv2 = require("cv2", "pip install 'opencv-python-headless<5'")
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if config.image_format == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
     sizes = {}
@@ -224,7 +274,7 @@ def _extract(folder: Path, cameras: list[CameraSource], timeline: Timeline, conf
             cache: dict[int, np.ndarray] = {}
             pointer = 0
             for src, image in track(iter_source_frames(cam, needed), f"extracting {cam.camera_id}", total=len(needed)):
-                cache[src] = image
+                cache[src] = colour.footage_to_srgb(image, spaces[cam.camera_id], srgb_encoded=_is_exr(cam))
                 while pointer < len(jobs) and jobs[pointer][0] <= src:
                     _, out_idx, first, w = jobs[pointer]
                     pointer += 1

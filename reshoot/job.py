@@ -153,7 +153,13 @@ def load_job_config(file: Path) -> JobConfig:
         data = json.loads(text) if file.suffix.lower() == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{file}: not valid {'JSON' if file.suffix.lower() == '.json' else 'TOML'}: {exc}") from exc
-    return _build(JobConfig, data, file.parent, str(file))
+    return job_config_from_dict(data, file.parent, str(file))
+
+
+def job_config_from_dict(data: dict[str, Any], base: Path, where: str) -> JobConfig:
+    """A :class:`JobConfig` from a job file's tables as a dict (paths relative to ``base``; ``where`` names the
+    source in errors), checked as :func:`load_job_config` checks a file."""
+    return _build(JobConfig, data, base, where)
 
 
 def _build(cls: type, data: dict[str, Any], base: Path, where: str, section: str = "") -> Any:

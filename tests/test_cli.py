@@ -89,6 +89,12 @@ def test_demo_makes_the_shoot_and_a_workspace_that_reads_it(tmp_path):
     shot = tmp_path / "demo" / "workspace" / "export"
     assert f"the shot: {shot / 'overhead.mp4'}" in result.stdout.replace("\n", "")
     assert (shot / "overhead.chan").is_file() and len(list((shot / "exr").glob("*.exr"))) == 17
+    import OpenEXR  # a new user's EXRs are ACEScg, and say so in their headers
+
+    header = OpenEXR.File(str(shot / "exr" / "overhead.1001.exr"), header_only=True).header()
+    assert header["reshoot/colorspace"] == header["oiio:ColorSpace"] == "ACEScg"
+    assert header["chromaticities"][:2] == pytest.approx((0.713, 0.293))
+    assert f"EXR sequence (ACEScg, colourspace in each header): {shot / 'exr'}" in result.stdout.replace("\n", "")
     report = tmp_path / "demo" / "workspace" / "eval" / "overhead"
     assert f"{report / 'report.html'}" in result.stdout.replace("\n", "")
     metrics = json.loads((report / "metrics.json").read_text())
@@ -119,6 +125,10 @@ def test_ingest_command_syncs_the_sample(tmp_path, tiny_shoot):
     assert len(list((tmp_path / "ws" / "ingest" / "frames" / "cam2").glob("*.png"))) == 3
     help_text = run("ingest", "--help").stdout
     assert "--sync" in help_text and "cross-correlate" in help_text and "--calibration" in help_text
+    assert "--colourspace" in help_text and "--camera-colourspace" in help_text
+    typo = run("ingest", *videos, "--workspace", str(tmp_path / "ws2"), "--camera-colourspace", "cam1=SLog3")
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr
+    assert "camera 'cam1': 'SLog3' is not a colourspace" in typo.stderr.replace("\n", "") and "S-Log3" in typo.stderr
 
 
 @pytest.mark.parametrize("script", ["cli/demo.sh", "cli/test.sh", ".ci/run"])

@@ -86,7 +86,8 @@ def _srgb_decode(v):  # IEC 61966-2-1
 def test_exr_channels_pixels_and_camera_header(tmp_path, shot):
     paths = write_exr_sequence(
         tmp_path, shot["frames"], alpha=shot["alpha"], depth=shot["depth"], world_to_camera=shot["poses"],
-        K=shot["K"], image_size=(W, H), fps=Fraction(24000, 1001), start_timecode="00:59:59:22")
+        K=shot["K"], image_size=(W, H), fps=Fraction(24000, 1001), start_timecode="00:59:59:22",
+        colourspace="lin_rec709")  # the sRGB EOTF alone (ACEScg and the rest: test_colour.py)
     assert [p.name for p in paths] == [f"shot.{1001 + k}.exr" for k in range(F)]
     for k, path in enumerate(paths):
         exr = OpenEXR.File(str(path), separate_channels=True)
@@ -125,23 +126,26 @@ def test_exr_channels_pixels_and_camera_header(tmp_path, shot):
         assert header["reshoot/frame"] == 1001 + k
         np.testing.assert_array_equal(header["reshoot/world_to_camera_opencv"], shot["poses"][k])
         np.testing.assert_array_equal(header["reshoot/K"], shot["K"][k])
-        assert "linear" in header["reshoot/colorspace"]
+        assert header["reshoot/colorspace"] == "Linear Rec.709 (sRGB)" and "scene-linear" in header["reshoot/colour"]
+        np.testing.assert_allclose(header["chromaticities"], (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290),
+                                   atol=1e-6)  # Rec.709 primaries, D65
     assert OpenEXR.File(str(paths[2]), header_only=True).header()["reshoot/timecode"] == "01:00:00:00"
 
 
 def test_exr_as_given_without_linearising(tmp_path, shot):
     path = write_exr_sequence(tmp_path, shot["frames"][:1], world_to_camera=shot["poses"][:1], K=shot["K"][:1],
-                              image_size=(W, H), fps=25, linearize=False)[0]
+                              image_size=(W, H), fps=25, colourspace="sRGB")[0]
     exr = OpenEXR.File(str(path))
     assert sorted(exr.channels()) == ["RGB"]  # read back interleaved: R, G, B only, no alpha or depth
     np.testing.assert_allclose(exr.channels()["RGB"].pixels, shot["frames"][0], rtol=1e-3, atol=1e-4)
-    assert "not linearised" in exr.header()["reshoot/colorspace"]
+    assert exr.header()["reshoot/colorspace"] == "sRGB Encoded Rec.709 (sRGB)"
+    assert "not linear" in exr.header()["reshoot/colour"]
     assert "timeCode" not in exr.header()
 
     # Fortran-ordered inputs (the OpenEXR binding reads memory in C order whatever the strides) give the same file.
     path = write_exr_sequence(tmp_path / "f", [np.asfortranarray(shot["frames"][0])],
                               world_to_camera=np.asfortranarray(shot["poses"][:1]), K=np.asfortranarray(shot["K"][:1]),
-                              image_size=(W, H), fps=25, linearize=False)[0]
+                              image_size=(W, H), fps=25, colourspace="sRGB")[0]
     other = OpenEXR.File(str(path))
     np.testing.assert_array_equal(other.channels()["RGB"].pixels, exr.channels()["RGB"].pixels)
     for key in ("worldToCamera", "worldToNDC", "reshoot/world_to_camera_opencv", "reshoot/K"):

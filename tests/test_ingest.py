@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import TINY, shared_data
 from reshoot.cameras import Cameras
-from reshoot.footage import FootageError, probe_source
+from reshoot.footage import FootageError, probe_source, read_image
 from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.media import read_video_frames, write_video
 from reshoot.sync import SyncError
@@ -301,3 +301,70 @@ def test_blend_resampling_mixes_the_two_frames_around_each_instant(tmp_path):
     for n, t in enumerate(times):
         expected = np.interp(t * 10, np.arange(len(levels)), levels)  # linear in time between frames
         assert _png(result.path / "frames" / "slow" / f"{n:06d}.png").mean() == pytest.approx(expected, abs=1.5), t
+
+
+def _ocio(rgb: np.ndarray, source: str, target: str) -> np.ndarray:
+    """OpenColorIO's own conversion, from its built-in config, with nothing of reshoot in between."""
+    OCIO = pytest.importorskip("PyOpenColorIO")
+    config = OCIO.Config.CreateFromBuiltinConfig("studio-config-v2.2.0_aces-v1.3_ocio-v2.4")
+    out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+    config.getProcessor(source, target).getDefaultCPUProcessor().applyRGB(out)
+    return out
+
+
+def test_log_and_linear_footage_is_converted_to_srgb_and_recorded(tmp_path):
+    """Three 2-frame sequences: sRGB (left alone), S-Log3 PNGs and ACEScg EXRs, each converted as OCIO does."""
+    import OpenEXR
+
+    rng = np.random.default_rng(11)
+    plates = {"plain": rng.integers(0, 256, (2, 12, 16, 3), dtype=np.uint8),
+              "slog": rng.integers(60, 160, (2, 12, 16, 3), dtype=np.uint8),  # S-Log3 code values around grey
+              "linear": rng.uniform(0.01, 0.9, (2, 12, 16, 3)).astype(np.float32)}  # ACEScg scene-linear
+    for camera_id, frames in plates.items():
+        (tmp_path / camera_id).mkdir()
+        for k, frame in enumerate(frames):
+            if camera_id == "linear":
+                OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, {"RGB": frame}).write(
+                    str(tmp_path / camera_id / f"plate.{k:04d}.exr"))
+            else:
+                Image.fromarray(frame).save(tmp_path / camera_id / f"plate.{k:04d}.png")
+    config = IngestConfig(sync="none", camera_colourspace=("slog=slog3_sgamut3cine", "linear=ACEScg"))
+    result = run_ingest(Workspace(tmp_path / "ws"), [tmp_path / c for c in plates], config)
+
+    footage = json.loads((result.path / "footage.json").read_text())
+    assert [c["colourspace"] for c in footage["cameras"]] == [
+        "sRGB Encoded Rec.709 (sRGB)", "S-Log3 S-Gamut3.Cine", "ACEScg"]
+    assert footage["colour"]["frames"] == "sRGB Encoded Rec.709 (sRGB)" and footage["colour"]["converted"] == [
+        "slog", "linear"]
+    assert result.manifest["config"]["camera_colourspace"] == ["slog=slog3_sgamut3cine", "linear=ACEScg"]
+    for k in range(2):
+        frames = {c: _png(result.path / "frames" / c / f"{k:06d}.png").astype(np.float64) for c in plates}
+        np.testing.assert_array_equal(frames["plain"], plates["plain"][k])  # sRGB footage: bit for bit
+        slog = np.clip(_ocio(plates["slog"][k] / 255.0, "S-Log3 S-Gamut3.Cine", "sRGB Encoded Rec.709 (sRGB)"), 0, 1)
+        assert np.abs(frames["slog"] - slog * 255).max() <= 0.51
+        # An EXR is read as 8-bit sRGB codes of its values (docs/ingest.md); those are decoded, then converted.
+        codes = read_image(tmp_path / "linear" / f"plate.{k:04d}.exr")
+        np.testing.assert_allclose(codes, _ocio(plates["linear"][k], "Linear Rec.709 (sRGB)",
+                                                "sRGB Encoded Rec.709 (sRGB)") * 255, atol=1.01)
+        read = _ocio(codes / 255, "sRGB Encoded Rec.709 (sRGB)", "Linear Rec.709 (sRGB)")
+        linear = np.clip(_ocio(read, "ACEScg", "sRGB Encoded Rec.709 (sRGB)"), 0, 1)
+        assert np.abs(frames["linear"] - linear * 255).max() <= 0.51  # rounding, and OCIO's faster default path
+
+
+def test_bad_colourspaces_name_the_camera_and_list_the_names(tmp_path):
+    from reshoot.colour import ColourError
+
+    with pytest.raises(ColourError, match=r"^--colourspace: 'SLog3' is not a colourspace .*'S-Log3 S-Gamut3'"):
+        IngestConfig(colourspace="SLog3")
+    with pytest.raises(ColourError, match=r"^--camera-colourspace: camera 'B': 'logc9' is not .*'ARRI LogC4'"):
+        IngestConfig(camera_colourspace=("B=logc9",))
+    with pytest.raises(ColourError, match=r"camera 'B': 'Rec.1886 Rec.709 - Display' .* is a display or data space"):
+        IngestConfig(camera_colourspace=("B=Rec.1886 Rec.709 - Display",))
+    with pytest.raises(ValueError, match="expected CAMERA=COLOURSPACE"):
+        IngestConfig(camera_colourspace=("S-Log3 S-Gamut3",))
+    (tmp_path / "A").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "A" / "f.0001.png")
+    with pytest.raises(FootageError, match=r"--camera-colourspace 'Z=ACEScg': there is no camera 'Z'.*\['A'\]"):
+        run_ingest(Workspace(tmp_path / "ws"), [tmp_path / "A"], IngestConfig(sync="none",
+                                                                              camera_colourspace=("Z=ACEScg",)))
+    assert not (tmp_path / "ws" / "ingest").exists()

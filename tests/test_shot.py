@@ -192,6 +192,21 @@ def test_export_writes_files_post_tools_open(reconstructed):
 
     stage = Usd.Stage.Open(str(result.path / "overhead.usda"))
     assert stage.GetDefaultPrim().GetTypeName() == "Camera"
+    import opentimelineio as otio
+
+    clip = otio.adapters.read_from_file(str(result.path / "overhead.otio")).find_clips()[0]
+    rate = clip.source_range.start_time.rate
+    assert otio.opentime.to_timecode(clip.source_range.start_time, rate) == s["start_timecode"]
+    assert clip.source_range.duration.to_frames() == n
+    assert clip.media_references()["movie"].target_url.endswith("overhead.mov")
+    edl = (result.path / "overhead.edl").read_text()
+    assert f" {s['start_timecode']} " in edl and "* FROM CLIP NAME:  overhead.mov" in edl
+    from alembic3d import Abc
+
+    archive = Abc.IArchive(str(result.path / "overhead.abc"))
+    camera = archive.getTop().getChild("overhead")
+    assert camera.getNumChildren() == 1 and camera.getChild(0).getName().startswith("overhead")
+    assert set(s["written"]) >= {"abc", "otio", "edl"}
     for picture in ("contact_sheet.png", "side_by_side.png"):
         assert np.asarray(Image.open(result.path / picture)).std() > 20
     assert s["side_by_side_with"] in ("cam0", "cam1", "cam2")

@@ -33,6 +33,7 @@ from reshoot.job import JobConfig, load_job_config
 from reshoot.plan import PathConfig
 from reshoot.refine.stage import RefineConfig
 from reshoot.validation import EvalConfig, db_text, flicker_text, ssim_text
+from reshoot_cli.batch import BatchCommand
 from reshoot_cli.view import ViewCommand
 from reshoot.reconstruct import ReconstructConfig
 from reshoot.register import RegisterConfig
@@ -137,6 +138,9 @@ class DemoCommand:
         shot = result.later["export"].path
         movie = sorted(shot.glob("*.mp4"))
         out.print(f"[bold]the shot:[/] {movie[0] if movie else shot}   camera for Nuke: {next(shot.glob('*.chan'), '-')}")
+        exr = result.later["export"].manifest["summary"].get("colour", {}).get("exr")
+        if exr:
+            out.print(f"EXR sequence ({exr}, colourspace in each header): {shot / 'exr'}")
         out.print(f"contact sheet: {shot / 'contact_sheet.png'}   beside the nearest real camera: "
                   f"{shot / 'side_by_side.png'}")
         out.print(f"[bold]report[/] (the shot against the truth, frame by frame): {result.report}")
@@ -183,6 +187,8 @@ def _print_ingest(result) -> None:
     out.print(table)
     start, end = summary["overlap_s"]
     out.print(f"all cameras overlap from {start:.3f} s to {end:.3f} s")
+    for camera_id in summary.get("converted_to_srgb", []):
+        out.print(f"colour: camera {camera_id} converted from {summary['colourspaces'][camera_id]} to sRGB")
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")
     calibration = json.loads((result.path / "footage.json").read_text()).get("calibration")
@@ -365,6 +371,10 @@ class ExportCommand:
         verb = "up to date (skipped)" if result.skipped else f"done in {result.manifest['timings_s']['total']:.1f} s"
         out.print(f"[bold]export {verb}[/]: '{s['name']}' from {s['source']}, frames {s['first_frame']}-"
                   f"{s['last_frame']} at {s['fps']} fps, starting at {s['start_timecode'] or 'no timecode'}")
+        if s.get("colour", {}).get("exr"):
+            container = ", ACES container (SMPTE ST 2065-4)" if s["colour"]["aces_container"] else ""
+            out.print(f"EXR colourspace: {s['colour']['exr']} ({s['colour']['exr_compression']} compression"
+                      f"{container})")
         for name in sorted(p.relative_to(result.path) for p in result.path.iterdir() if p.name != "manifest.json"):
             out.print(f"  {result.path / name}")
 
@@ -598,6 +608,7 @@ COMMANDS = {"sample": SampleCommand, "demo": DemoCommand, "ingest": IngestComman
             "refine": RefineCommand, "export": ExportCommand, "run": RunCommand,
             "eval": EvalCommand,
             "view": ViewCommand,
+            "batch": BatchCommand,
             "status": StatusCommand,
             "bench": BenchCommand}
 

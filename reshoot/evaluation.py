@@ -107,7 +107,7 @@ class SampleTruthView:
 
 
 #: Ground-truth frames a held-out camera is localised on (spread over the shot).
-LOCALISE_FRAMES = 3
+LOCALISE_FRAMES = 2
 
 
 def sample_truth_view(workspace_root: Path, shoot, role: str = "overhead", scene=None,

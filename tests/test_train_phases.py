@@ -10,7 +10,7 @@ import torch
 
 from reshoot.cameras import Cameras, look_at
 from reshoot.splat.data import SetStills, ShotFootage, normalised_times
-from reshoot.splat.priors import DepthPriors, depth_priors, seen_through, zbuffer_depth
+from reshoot.splat.priors import DepthPriors, depth_priors, seen_through, surfel_radii, zbuffer_depth
 from reshoot.splat.scene import DynamicScene, concat_params, make_params
 from reshoot.splat.render import render
 from reshoot.splat.train import Trainer, TrainConfig
@@ -99,6 +99,26 @@ def test_zbuffer_depth_draws_a_solid_surface_at_the_right_depth():
     box = np.array([[0.0, 0.0, 1.0]])  # one point nearer the camera wins its pixel
     near = zbuffer_depth(np.concatenate([floor, box]), camera.K[0], camera.world_to_camera[0], (W, H), fill_px=0)
     assert near.min() == pytest.approx(1.0) and (near == 1.0).sum() == 1
+
+
+def test_points_coarser_than_the_pixels_still_hide_what_is_behind_them():
+    camera = Cameras.create(["top"], [200.0], [200.0], [W / 2], [H / 2], look_at((0, 0, 2.0), (0, 0, 0), up=(0, 1, 0))[None],
+                            np.array([[W, H]]))
+    def plane(z, half, spacing):  # a square of points, `spacing` apart, at height z
+        grid = np.stack(np.meshgrid(*[np.arange(-half, half + 1e-9, spacing)] * 2), -1).reshape(-1, 2)
+        return np.concatenate([grid, np.full((len(grid), 1), z)], axis=1)
+    box, floor = plane(1.0, 0.06, 0.03), plane(0.0, 0.4, 0.005)  # the box's top: 6 px apart in this view
+    points = np.concatenate([box, floor])
+    middle = (slice(H // 2 - 8, H // 2 + 8), slice(W // 2 - 8, W // 2 + 8))
+    as_pixels = zbuffer_depth(points, camera.K[0], camera.world_to_camera[0], (W, H), fill_px=1)
+    assert (as_pixels[middle] > 1.5).mean() > 0.2  # the floor shows through the box
+    radii = surfel_radii(points)
+    assert np.median(radii[: len(box)]) == pytest.approx(0.015, rel=0.15)  # half the spacing (fewer neighbours at edges)
+    as_surfels = zbuffer_depth(points, camera.K[0], camera.world_to_camera[0], (W, H), fill_px=1, radius=radii)
+    assert np.allclose(as_surfels[middle], 1.0, atol=1e-4)  # solid box top
+    assert np.allclose(as_surfels[:, :6], 2.0, atol=1e-4)  # the box grows no further than its points reach
+    lone = surfel_radii(np.concatenate([floor, [[3.0, 3.0, 0.0]]]))
+    assert lone[-1] < 0.01  # a stray point 3.5 m from the rest stays the size of its neighbours
 
 
 def test_gaussians_the_cameras_see_through_are_counted_and_pruned():

@@ -39,14 +39,22 @@ class DepthPriors:
 
 
 def zbuffer_depth(points: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray, size: tuple[int, int],
-                  fill_px: int = 2) -> np.ndarray:
-    """The nearest point's depth at each pixel of a pinhole camera, small holes between points closed.
+                  fill_px: int = 2, radius: np.ndarray | float = 0.0, max_footprint_px: int = 8) -> np.ndarray:
+    """The nearest point's depth at each pixel of a pinhole camera, each point drawn as a small square surfel.
+
+    A point stands for the patch of surface around it (``radius``: half the spacing to its neighbours), so it covers
+    every pixel that patch covers, up to ``max_footprint_px`` either side. Drawn as single pixels instead, points on
+    a near surface leave gaps wherever the view is finer than their spacing, and a farther surface shows through
+    them: a prior that says "wall" in the middle of a box pulls the box's Gaussians back and marks them seen through.
 
     Args:
         points: [P, 3] world points.
         K: [3, 3]; world_to_camera: [4, 4] (OpenCV axes); size: (width, height).
         fill_px: holes up to about this many pixels wide between projected points are filled (a grey closing:
             the nearest depth around, then the farthest of those), so a surface drawn by points is solid.
+        radius: [P] or a scalar: each point's surfel half-size in world units (0: one pixel; see
+            :func:`surfel_radii`).
+        max_footprint_px: the largest surfel half-size in pixels (points very near the camera).
 
     Returns:
         [H, W] float32 depth along the optical axis; 0 where no point lands.
@@ -56,11 +64,19 @@ def zbuffer_depth(points: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray
     cam = points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
     z = cam[:, 2]
     front = z > 1e-6
-    u = np.floor(K[0, 0] * cam[front, 0] / z[front] + K[0, 2]).astype(np.int64)
-    v = np.floor(K[1, 1] * cam[front, 1] / z[front] + K[1, 2]).astype(np.int64)
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    cam, z = cam[front], z[front]
+    u = np.floor(K[0, 0] * cam[:, 0] / z + K[0, 2]).astype(np.int64)
+    v = np.floor(K[1, 1] * cam[:, 1] / z + K[1, 2]).astype(np.int64)
+    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), points.shape[:1])[front]
+    half = np.clip(np.floor(K[0, 0] * radii / z + 0.5), 0, max_footprint_px).astype(np.int64)  # [P] pixels
     depth = np.full(height * width, np.inf)
-    np.minimum.at(depth, v[inside] * width + u[inside], z[front][inside])
+    reach = int(half.max()) if len(half) else 0
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            take = half >= max(abs(dx), abs(dy))
+            uu, vv = u[take] + dx, v[take] + dy
+            inside = (uu >= 0) & (uu < width) & (vv >= 0) & (vv < height)
+            np.minimum.at(depth, vv[inside] * width + uu[inside], z[take][inside])
     depth = depth.reshape(height, width)
     if fill_px > 0:
         window = 2 * fill_px + 1
@@ -71,15 +87,29 @@ def zbuffer_depth(points: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0).astype(np.float32)
 
 
+def surfel_radii(points: np.ndarray, neighbours: int = 4) -> np.ndarray:
+    """[P] each point's surfel half-size: half the mean distance to its ``neighbours`` nearest points (on a grid of
+    spacing s, s / 2: the squares tile the surface), at most twice the median of its neighbours' own (a lone point
+    stays small: it is a stray, not a surface; a sparse surface keeps its size)."""
+    spatial = require("scipy.spatial", "pip install scipy")
+    if len(points) <= neighbours:
+        return np.zeros(len(points))
+    distance, nearest = spatial.cKDTree(points).query(points, k=neighbours + 1)
+    radii = 0.5 * distance[:, 1:].mean(axis=1)
+    return np.minimum(radii, 2 * np.median(radii[nearest[:, 1:]], axis=1))
+
+
 def depth_priors(points: np.ndarray, cameras: Cameras, stills: Cameras | None = None, pseudo_views: int = 0,
                  seed: int = 0) -> DepthPriors:
     """``zbuffer_depth`` of ``points`` in every set camera (at its first pose) and set still, and in
     ``pseudo_views`` virtual views (:func:`pseudo_cameras`)."""
+    radii = surfel_radii(points)
+
     def draw(group: Cameras | None) -> list[np.ndarray]:
         if group is None:
             return []
-        return [zbuffer_depth(points, group.K[i], group.world_to_camera[i], tuple(int(v) for v in group.image_size[i]))
-                for i in range(len(group))]
+        return [zbuffer_depth(points, group.K[i], group.world_to_camera[i], tuple(int(v) for v in group.image_size[i]),
+                              radius=radii) for i in range(len(group))]
 
     real = [cameras] if stills is None else [cameras, stills]
     pseudo = pseudo_cameras(real, points, pseudo_views, seed) if pseudo_views > 0 else None

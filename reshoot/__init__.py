@@ -10,7 +10,6 @@ Quick start::
 """
 
 import os as _os
-from importlib import metadata as _metadata
 
 # OpenMP threads that spin-wait make torch 10-30x slower when another process shares the cores (measured on
 # 2-core machines): let them sleep. Read once, when torch first loads, so set it before any torch import.
@@ -21,27 +20,23 @@ import cv2 as _cv2  # noqa: F401
 import PIL.Image as _pil_image  # noqa: F401
 
 from reshoot._deps import MissingDependencyError
+from reshoot._version import __version__
 from reshoot.camera_path import CameraPath, PathError, Timeline
 from reshoot.cameras import Cameras, look_at
-from reshoot.demo import DemoResult, run_demo
-from reshoot.export import ExportConfig, ExportError, run_export
+from reshoot.evaluation.evaluate import EvalConfig, run_eval
 from reshoot.footage import CameraSource, FootageError, probe_source
-from reshoot.guide import GuideConfig, GuideError, run_guide
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.job import JobConfig, JobResult, load_job_config, run_job
-from reshoot.plan import PathConfig, run_path
-from reshoot.refine.stage import RefineConfig, RefineError, run_refine
-from reshoot.reconstruct import ReconstructConfig, ReconstructError, load_scene, run_reconstruct
-from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
+from reshoot.pipeline.demo import DemoResult, run_demo
+from reshoot.pipeline.job import JobConfig, JobResult, load_job_config, run_job
 from reshoot.sample import SampleConfig, SampleShoot, load_sample_shoot, make_sample_shoot
+from reshoot.stages.export import ExportConfig, ExportError, run_export
+from reshoot.stages.guide import GuideConfig, GuideError, run_guide
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.path import PathConfig, run_path
+from reshoot.stages.reconstruct import ReconstructConfig, ReconstructError, load_scene, run_reconstruct
+from reshoot.stages.refine import RefineConfig, RefineError, run_refine
+from reshoot.stages.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sync import SyncError
-from reshoot.validation import EvalConfig, run_eval
 from reshoot.workspace import STAGE_DESCRIPTIONS, STAGES, StageContext, StageError, StageResult, Workspace
-
-try:
-    __version__ = _metadata.version("reshoot")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 #: Errors that mean "the user asked for something that cannot be done as asked"; the CLI prints them
 #: without a traceback.
@@ -49,6 +44,7 @@ ReshootError = (StageError, MissingDependencyError, RegistrationError, Reconstru
                 RefineError, PathError)
 
 __all__ = [
+    "__version__",
     "CameraSource", "Cameras", "DemoResult", "FootageError", "IngestConfig", "ReconstructConfig", "ReconstructError",
     "RegisterConfig", "RegistrationError",
     "SyncError", "MissingDependencyError", "ReshootError", "STAGES", "STAGE_DESCRIPTIONS",

@@ -38,6 +38,7 @@ from types import ModuleType
 import numpy as np
 
 from reshoot._deps import MissingDependencyError
+from reshoot._version import __version__
 from reshoot.atomic import _umask, naming_full_disk
 from reshoot.cameras import OPENCV_TO_OPENGL, ZUP_TO_YUP, focal_mm_from_px
 from reshoot.deliver import _check_cameras, _check_image_size
@@ -178,8 +179,6 @@ def alembic_name(stem: str) -> str:
 def _write_archive(alembic: ModuleType, filename: str, samples: AlembicCameraSamples, rate: Fraction,
                    first_frame: int, name: str, clipping_range: tuple[float, float], description: str) -> None:
     """Write the archive to ``filename``; Alembic finishes the file when every object writing to it is released."""
-    from reshoot import __version__  # here: reshoot/__init__.py imports the export stage, which imports this
-
     Abc, AbcGeom, AbcCoreAbstract = alembic.Abc, alembic.AbcGeom, alembic.AbcCoreAbstract
     M44d = type(AbcGeom.XformSample().getMatrix())  # the wheel's own PyImath (an unrelated `imath` may be on PyPI)
     archive = Abc.CreateArchiveWithInfo(filename, float(rate), f"reshoot {__version__}", description)

@@ -63,6 +63,19 @@ class PathError(ValueError):
     """A camera path, or a file holding one, is not usable as given; the message says what to do."""
 
 
+def read_json(file: Path, missing_hint: str = "") -> dict[str, Any]:
+    """A JSON object from ``file``, or a PathError naming the file (``missing_hint`` is added when it is absent)."""
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise PathError(f"{file} not found{missing_hint}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PathError(f"{file} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PathError(f"{file}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 # ---- the footage timeline ---------------------------------------------------------------------
 
 
@@ -453,8 +466,6 @@ class CameraPath:
 
     @classmethod
     def load(cls, path: Path) -> CameraPath:
-        from reshoot.path_io import read_json
-
         path = Path(path)
         data = read_json(path, "; make a path first (reshoot path) or check the name")
         return cls.from_json(data, source=str(path))

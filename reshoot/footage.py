@@ -219,16 +219,6 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(np.clip(image, 0, 255).astype(np.uint8))
 
 
-def read_source_audio(source: CameraSource) -> tuple[np.ndarray, int]:
-    """The camera's audio, downmixed to mono float32; a FootageError when it has none."""
-    if source.audio_rate_hz is None:
-        raise FootageError(f"camera {source.camera_id!r}: {source.path} has no audio stream, so it cannot be synced "
-                           "by audio; use --sync timecode, or --sync manual with --offsets CAMERA=1.5s")
-    from reshoot.media import read_audio
-
-    return read_audio(source.path)
-
-
 def iter_source_frames(source: CameraSource, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(index, rgb)`` for each wanted frame index, ascending, each once, as displayed.  # rgb [H, W, 3]"""
     wanted = sorted(set(int(i) for i in indices))

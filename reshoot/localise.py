@@ -2,7 +2,7 @@
 what it filmed, the scene held still.
 
 Scoring a reshoot against a camera that was held out needs that camera in the registered world. The similarity
-fitted on the registered cameras (:func:`reshoot.evaluation.align_similarity`) places it only as well as the
+fitted on the registered cameras (:func:`reshoot.evaluation.scores.align_similarity`) places it only as well as the
 registration's gauge allows: SfM's focal lengths and the scene's depth trade against each other, so a registered
 world can be stretched by a percent along the cameras' axes, and a camera placed in it from the truth lands a few
 pixels off everywhere. On the default sample the registered focal lengths come out 0.2-1.3 % long and the truth

@@ -1,4 +1,5 @@
-"""Reading and writing video files with PyAV (FFmpeg's libraries, codecs included in its wheels)."""
+"""Reading and writing video files with PyAV (FFmpeg's libraries, codecs included in its wheels), and a camera
+source's audio (the sources themselves are :mod:`reshoot.footage`'s)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from reshoot._deps import require
+from reshoot.footage import CameraSource, FootageError, probe_source
 
 _AUDIO_CHUNK = 4096
 
@@ -150,8 +152,6 @@ def probe_video(path: Path) -> dict[str, Any]:
 
     A summary of :func:`reshoot.footage.probe_source`, which does the probing.
     """
-    from reshoot.footage import probe_source
-
     source = probe_source(Path(path))
     return {
         "path": str(source.path), "frame_count": source.frame_count, "fps": source.fps,
@@ -159,3 +159,11 @@ def probe_video(path: Path) -> dict[str, Any]:
         "audio_sample_rate_hz": source.audio_rate_hz, "audio_channels": source.audio_channels,
         "start_timecode": source.start_timecode,
     }
+
+
+def read_source_audio(source: CameraSource) -> tuple[np.ndarray, int]:
+    """The camera's audio, downmixed to mono float32; a FootageError when it has none."""
+    if source.audio_rate_hz is None:
+        raise FootageError(f"camera {source.camera_id!r}: {source.path} has no audio stream, so it cannot be synced "
+                           "by audio; use --sync timecode, or --sync manual with --offsets CAMERA=1.5s")
+    return read_audio(source.path)

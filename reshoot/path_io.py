@@ -30,7 +30,6 @@ Camera's ``haperture`` to the path's sensor width and ``vaperture`` to ``sensor 
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from reshoot.atomic import atomic_write_json, atomic_write_text
-from reshoot.camera_path import CameraPath, Keyframe, PathError, Timeline
+from reshoot.camera_path import CameraPath, Keyframe, PathError, Timeline, read_json
 from reshoot.cameras import (OPENCV_TO_OPENGL, focal_mm_from_px, focal_px_from_fov_deg, focal_px_from_mm,
                              fov_deg_from_focal_px, nuke_camera_transform, world_to_camera_from_nuke)
 
@@ -176,19 +175,6 @@ def _fps_from_float(value: Any, default: Fraction, file: Path) -> Fraction:
         if abs(rate - float(exact)) < 1e-3:
             return exact
     return Fraction(rate).limit_denominator(1001)
-
-
-def read_json(file: Path, missing_hint: str = "") -> dict[str, Any]:
-    """A JSON object from ``file``, or a PathError naming the file (``missing_hint`` is added when it is absent)."""
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise PathError(f"{file} not found{missing_hint}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PathError(f"{file} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise PathError(f"{file}: expected a JSON object, found {type(data).__name__}")
-    return data
 
 
 # ---- Nuke .chan ---------------------------------------------------------------------------------

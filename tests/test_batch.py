@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from reshoot._deps import MissingDependencyError
-from reshoot.batch import BatchShot, last_stage_in_log, load_batch, run_batch, run_shot
-from reshoot.job import JobConfig
+from reshoot.pipeline.batch import BatchShot, last_stage_in_log, load_batch, run_batch, run_shot
+from reshoot.pipeline.job import JobConfig
 from reshoot.sample import PRESETS, make_sample_shoot
 
 #: The fastest whole job on the small sample: a rough scene (10 steps on sparse points), a shot all the same.

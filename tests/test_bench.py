@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SHARED_DATA
-from reshoot.bench import bench_ingest
+from reshoot_bench import bench_ingest
 
 
 @pytest.mark.slow
@@ -19,7 +19,7 @@ def test_bench_ingest_meets_its_targets(tmp_path):
 
 
 def test_rows_markdown_is_one_table_row_per_benchmark():
-    from reshoot.bench import rows_markdown
+    from reshoot_bench import rows_markdown
 
     rows = [{"benchmark": "ingest: sync | audio", "result": "0.02 ms", "target": "< 1 ms", "pass": True, "detail": "a"},
             {"benchmark": "raster: 5k", "result": "0.08 s", "pass": None},
@@ -31,7 +31,7 @@ def test_rows_markdown_is_one_table_row_per_benchmark():
 
 
 def test_shot_rows_carry_the_region_figures_and_the_verdict():
-    from reshoot.bench_shot import _regions, _verdict
+    from reshoot_bench.shot import _regions, _verdict
 
     scores = {"psnr_db": 24.0, "set_psnr_db": 26.5, "actor_psnr_db": 21.25}
     assert _regions(scores) == "24.00 dB (set 26.50 dB, actor 21.25 dB)"

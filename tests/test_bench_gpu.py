@@ -9,9 +9,9 @@ import re
 import pytest
 import torch
 
-from reshoot import bench_gpu as B
-from reshoot.splat.raster_bench import engine
 from reshoot.splat.rasterize import rasterize_cpu
+from reshoot_bench import gpu as B
+from reshoot_bench.raster import engine
 
 
 @pytest.fixture(scope="module")

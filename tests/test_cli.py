@@ -104,7 +104,7 @@ def test_demo_makes_the_shoot_and_a_workspace_that_reads_it(tmp_path):
                if line.count("│") == 5 and line.split("│")[1].strip().startswith(("guide frames", "refined"))}
     assert psnr_db["refined"] > psnr_db["guide"] > 5.0
     assert metrics["refined"]["psnr_db"] == pytest.approx(psnr_db["refined"], abs=0.006)  # the report's are the table's
-    from reshoot.evaluation import sample_truth_view, score_shot
+    from reshoot.evaluation.scores import sample_truth_view, score_shot
     from reshoot.sample import load_sample_shoot
 
     truth = sample_truth_view(tmp_path / "demo" / "workspace", load_sample_shoot(tmp_path / "demo" / "footage"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tyro
 
-from reshoot import bench
+import reshoot_bench as bench
 from reshoot_cli.main import COMMANDS
 from reshoot_cli.reference import REGENERATE, cli_reference
 
@@ -47,7 +47,7 @@ def test_the_reference_has_no_colour_and_no_path_of_this_machine(reference):
 
 
 def test_help_texts_are_rewrapped_not_broken_where_the_source_lines_break(reference):
-    # reshoot/register.py's --camera-motion docstring breaks its source line after "(dolly,"
+    # reshoot/stages/register.py's --camera-motion docstring breaks its source line after "(dolly,"
     register = _sections(reference)["reshoot register"]
     assert "one pose per frame (dolly, handheld), matched sequentially" in register
     assert "(dolly,\n" not in register

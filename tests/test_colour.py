@@ -13,7 +13,7 @@ import pytest
 from reshoot import colour
 from reshoot.cameras import look_at
 from reshoot.deliver import write_exr_sequence
-from reshoot.export import ExportConfig
+from reshoot.stages.export import ExportConfig
 
 OCIO = pytest.importorskip("PyOpenColorIO")
 OpenEXR = pytest.importorskip("OpenEXR")

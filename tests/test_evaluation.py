@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reshoot.cameras import Cameras, look_at
-from reshoot.evaluation import pose_errors
+from reshoot.evaluation.scores import pose_errors
 
 
 def _ring(n: int = 6) -> Cameras:
@@ -125,7 +125,7 @@ def test_region_ssim_averages_the_ssim_map_over_the_region():
     (26.0, None, None, "usable", "every region meets its threshold (set and actor not judged: no actor region known)"),
 ])
 def test_verdict_follows_the_stated_thresholds(whole, set_db, actor_db, verdict, reason):
-    from reshoot.validation import NOT_USABLE_BELOW_PSNR_DB, USABLE_MIN_PSNR_DB, VERDICTS, shot_verdict
+    from reshoot.evaluation.report import NOT_USABLE_BELOW_PSNR_DB, USABLE_MIN_PSNR_DB, VERDICTS, shot_verdict
 
     assert USABLE_MIN_PSNR_DB == {"whole frame": 25.0, "set": 27.0, "actor": 22.0}
     assert NOT_USABLE_BELOW_PSNR_DB == {"whole frame": 20.0, "set": 20.0, "actor": 16.0}
@@ -139,7 +139,8 @@ def test_write_report_scores_regions_and_shows_the_verdict_and_heat_map(tmp_path
 
     from PIL import Image
 
-    from reshoot.validation import HEATMAP_MAX_LEVELS, _heat_colours, write_report
+    from reshoot.evaluation.evaluate import write_report
+    from reshoot.evaluation.report import HEATMAP_MAX_LEVELS, _heat_colours
 
     frames, h, w = 4, 40, 60
     truth_f = np.stack([_textured(seed=k) for k in range(frames)])
@@ -177,7 +178,7 @@ def test_write_report_scores_regions_and_shows_the_verdict_and_heat_map(tmp_path
 
 
 def test_heat_colours_run_dark_to_bright_and_outline_the_actor():
-    from reshoot.validation import HEATMAP_MAX_LEVELS, _heat_colours, _outline
+    from reshoot.evaluation.report import HEATMAP_MAX_LEVELS, _heat_colours, _outline
 
     colours = _heat_colours(np.array([[0.0, HEATMAP_MAX_LEVELS / 2, HEATMAP_MAX_LEVELS, 500.0]])).astype(int)
     brightness = colours.sum(axis=-1)[0]
@@ -188,8 +189,8 @@ def test_heat_colours_run_dark_to_bright_and_outline_the_actor():
 
 def test_held_out_actor_is_what_differs_from_the_clean_plate():
     from reshoot.cameras import Cameras
+    from reshoot.evaluation.evaluate import held_out_actor_masks
     from reshoot.splat.data import ShotFootage
-    from reshoot.validation import held_out_actor_masks
 
     T, h, w = 5, 24, 32
     images = np.full((1, T, h, w, 3), 90, np.uint8)
@@ -211,7 +212,7 @@ def test_held_out_actor_is_what_differs_from_the_clean_plate():
 
 
 def test_without_an_actor_region_only_the_whole_frame_is_scored_and_judged(tmp_path):
-    from reshoot.validation import write_report
+    from reshoot.evaluation.evaluate import write_report
 
     truth = {k: (_textured(seed=k) * 255).astype(np.uint8) for k in range(3)}
     shot = np.stack([truth[k] / 255 + 0.01 for k in range(3)]).astype(np.float32)
@@ -273,7 +274,7 @@ def _numbered_footage(folder, frames: int = 5):
 @pytest.mark.parametrize("mode", ["triangulate", "solve"])
 def test_an_outside_camera_is_placed_by_the_sets_calibration_and_synced_by_time(tmp_path, mode):
     from reshoot.camera_path import Timeline
-    from reshoot.validation import EvalConfig, footage_truth
+    from reshoot.evaluation.evaluate import EvalConfig, footage_truth
 
     ws, calibration, S = _outside_camera_workspace(tmp_path, mode)
     footage, masks = _numbered_footage(tmp_path)
@@ -300,7 +301,7 @@ def test_an_outside_camera_says_what_is_wrong_with_its_truth(tmp_path):
     import json
 
     from reshoot.camera_path import Timeline
-    from reshoot.validation import EvalConfig, footage_truth
+    from reshoot.evaluation.evaluate import EvalConfig, footage_truth
     from reshoot.workspace import StageError
 
     ws, calibration, S = _outside_camera_workspace(tmp_path)
@@ -335,7 +336,7 @@ def test_an_outside_camera_says_what_is_wrong_with_its_truth(tmp_path):
 
 
 def test_the_report_names_an_outside_cameras_truth(tmp_path):
-    from reshoot.validation import write_report
+    from reshoot.evaluation.evaluate import write_report
 
     truth = {k: (_textured(seed=k) * 255).astype(np.uint8) for k in range(3)}
     shot = np.stack([truth[k] / 255 for k in range(3)]).astype(np.float32)

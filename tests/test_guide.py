@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from reshoot.cameras import Cameras, look_at
-from reshoot.guide import RealCameras, confidence_map, depth_colours, unproject
-from reshoot.splat.scene import DynamicScene, concat_params, make_params
 from reshoot.splat.render import render
+from reshoot.splat.scene import DynamicScene, concat_params, make_params
+from reshoot.stages.guide import RealCameras, confidence_map, depth_colours, unproject
 
 
 def _camera(camera_id: str, eye, target, up=(0.0, 0.0, 1.0), size=(64, 48), focal_px=50.0) -> Cameras:

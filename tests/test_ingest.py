@@ -16,8 +16,8 @@ from PIL import Image
 from conftest import TINY, shared_data
 from reshoot.cameras import Cameras
 from reshoot.footage import FootageError, probe_source, read_image
-from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.media import read_video_frames, write_video
+from reshoot.stages.ingest import IngestConfig, run_ingest
 from reshoot.sync import SyncError
 from reshoot.workspace import Workspace
 

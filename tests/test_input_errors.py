@@ -14,17 +14,18 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from reshoot import deliver, guide
+from reshoot import deliver
 from reshoot.atomic import atomic_write_json
 from reshoot.camera_path import CameraPath, Timeline
 from reshoot.cameras import Cameras, look_at
-from reshoot.export import ExportConfig, run_export
 from reshoot.footage import FootageError, probe_source
-from reshoot.guide import GuideConfig, GuideFrame
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.job import load_job_config
 from reshoot.media import write_video
-from reshoot.plan import PathConfig, build_path
+from reshoot.pipeline.job import load_job_config
+from reshoot.stages import guide
+from reshoot.stages.export import ExportConfig, run_export
+from reshoot.stages.guide import GuideConfig, GuideFrame
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.path import PathConfig, build_path
 from reshoot.sync import CameraClock, SyncError, build_timeline
 from reshoot.viz import save_png
 from reshoot.workspace import Workspace

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reshoot.job import JobConfig, load_job_config, run_job
+from reshoot.pipeline.job import JobConfig, load_job_config, run_job
 from reshoot.sample import PRESETS, make_sample_shoot
 
 

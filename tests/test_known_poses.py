@@ -116,8 +116,8 @@ def test_panoptic_low_cameras_triangulate_the_people(tmp_path):
     from PIL import Image
     from scipy.ndimage import binary_dilation
 
-    from reshoot.ingest import IngestConfig, run_ingest
-    from reshoot.register import RegisterConfig, run_register
+    from reshoot.stages.ingest import IngestConfig, run_ingest
+    from reshoot.stages.register import RegisterConfig, run_register
     from reshoot.workspace import Workspace
 
     data = shared_data("panoptic_basketball")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_data
-from reshoot.bench_panoptic import (FULL_RIG_HOLDOUT, HIGH_CAMERAS, SET_CAMERAS, PanopticBenchConfig, bench_panoptic,
+from reshoot_bench.panoptic import (FULL_RIG_HOLDOUT, HIGH_CAMERAS, SET_CAMERAS, PanopticBenchConfig, bench_panoptic,
                                     full_rig_fit_cameras, panoptic_calibration, region_figures)
 
 
@@ -74,7 +74,7 @@ def test_high_cameras_are_reshot_against_their_own_footage_and_masks(tmp_path):
     # cam02 stands where cameras.json says, in the scene's world: every distance between it and the set cameras, and
     # between the set cameras, is the data set's in metres times one scale
     from reshoot.cameras import Cameras
-    from reshoot.validation import truth_camera
+    from reshoot.evaluation.evaluate import truth_camera
     from reshoot.workspace import StageError, Workspace
 
     placed, _ = truth_camera(Workspace(ws), "cam02", tmp_path / "panoptic-calibration.json")

@@ -10,7 +10,7 @@ import torch
 
 from reshoot.splat import kernels as K
 from reshoot.splat.kernels import composite_kernels, kernels_for
-from reshoot.splat import raster_bench as B
+from reshoot_bench import raster as B
 
 TINY = {"sizes": ((64, 48),), "repeats": 1, "n_cameras": 2, "threads": 1, "progress": False}
 KEYS = {"benchmark", "result", "target", "pass", "detail", "measured"}

@@ -13,18 +13,19 @@ import torch
 from PIL import Image
 
 from reshoot.cameras import Cameras
-from reshoot.evaluation import sample_geometry_errors, sample_registration_errors
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.reconstruct import ReconstructConfig, ReconstructError, evaluate_camera, load_scene, run_reconstruct
-from reshoot.register import RegisterConfig, run_register
+from reshoot.evaluation.scores import sample_geometry_errors, sample_registration_errors
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat.data import _undistort_maps, load_shot_footage
 from reshoot.splat.init import InitConfig, initial_params, motion_masks
 from reshoot.splat.ply import read_splats_ply
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
-from reshoot.splat.scene import DynamicScene
 from reshoot.splat.render import render
-from reshoot.splat.train import Trainer, TrainConfig
+from reshoot.splat.scene import DynamicScene
+from reshoot.splat.train import Trainer
+from reshoot.splat.train_config import TrainConfig
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.reconstruct import ReconstructConfig, ReconstructError, evaluate_camera, load_scene, run_reconstruct
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import Workspace
 
 SMALL = PRESETS["small"]  # registers reliably (see test_register)
@@ -244,8 +245,8 @@ def test_a_set_scan_is_aligned_to_the_registered_world_and_starts_the_set(regist
 
 
 def test_bench_times_a_training_step_with_the_kernels_and_the_twin(registered):
-    from reshoot.bench_reconstruct import training_step_rows
     from reshoot.splat.kernels import composite_kernels
+    from reshoot_bench.reconstruct import training_step_rows
 
     _, ws, _ = registered
     rows = training_step_rows(ws, steps=2)

@@ -11,16 +11,17 @@ import pytest
 import torch
 
 from reshoot.cameras import Cameras, look_at
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.reconstruct import ReconstructConfig, ReconstructError, run_reconstruct
-from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat import data
 from reshoot.splat.data import SetStills, ShotFootage, check_downscale, load_shot_footage, normalised_times
 from reshoot.splat.init import InitConfig, initial_params
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
 from reshoot.splat.scene import DynamicScene, concat_params, make_params
-from reshoot.splat.train import Trainer, TrainConfig
+from reshoot.splat.train import Trainer
+from reshoot.splat.train_config import TrainConfig
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.reconstruct import ReconstructConfig, ReconstructError, run_reconstruct
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import Workspace
 
 SMALL = PRESETS["small"]  # 3 cameras at 160x90 that register (with the survey stills)
@@ -52,7 +53,7 @@ def no_loading(monkeypatch):
     """Loading the footage fails the test: what is refused must be refused before it."""
     def load(*_args, **_kwargs):
         raise AssertionError("the footage was loaded before the refusal")
-    monkeypatch.setattr("reshoot.reconstruct.load_shot_footage", load)
+    monkeypatch.setattr("reshoot.stages.reconstruct.load_shot_footage", load)
 
 
 # ---- 1. --downscale: frames too small to train on -----------------------------------------------------------------

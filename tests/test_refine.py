@@ -10,7 +10,7 @@ import torch
 from reshoot.metrics import flicker, psnr
 from reshoot.refine import RefineInputs
 from reshoot.refine.classical import ClassicalConfig, ClassicalRefiner
-from reshoot.refine.stage import RefineConfig
+from reshoot.stages.refine import RefineConfig
 
 
 def _truth(frames: int = 12, size: tuple[int, int] = (64, 48)) -> np.ndarray:

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from reshoot.cameras import Cameras, look_at
-from reshoot.evaluation import pose_errors, sample_registration_errors
-from reshoot.ingest import IngestConfig, run_ingest
+from reshoot.evaluation.scores import pose_errors, sample_registration_errors
 from reshoot.media import write_video
-from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.sample.render import MeshRenderer
 from reshoot.sample.scene import ActorMotion, build_actor, build_set
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.workspace import Workspace
 
 #: The smallest shoot that registers reliably: 3 cameras at 160x90 and 12 survey stills at 320x180.

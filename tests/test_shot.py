@@ -13,16 +13,16 @@ import torch
 from PIL import Image
 
 from reshoot.camera_path import CameraPath, PathError, Timeline
-from reshoot.evaluation import sample_truth_view, truth_view_path_config
-from reshoot.export import ExportConfig, run_export
+from reshoot.evaluation.scores import sample_truth_view, truth_view_path_config
 from reshoot.footage import read_image
-from reshoot.guide import GuideConfig, GuideError, run_guide, unproject
-from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.metrics import psnr
-from reshoot.plan import PathConfig, run_path
-from reshoot.reconstruct import ReconstructConfig, run_reconstruct
-from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
+from reshoot.stages.export import ExportConfig, run_export
+from reshoot.stages.guide import GuideConfig, GuideError, run_guide, unproject
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.path import PathConfig, run_path
+from reshoot.stages.reconstruct import ReconstructConfig, run_reconstruct
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import Workspace
 
 SMALL = PRESETS["small"]
@@ -108,7 +108,7 @@ def test_guide_frames_show_the_overhead_view_and_know_what_was_seen(reconstructe
     assert np.abs(points).max() < 5.0
     # ... and what the overhead camera sees is the floor (z = 0 in the sample's world; the camera is 4.7 m up) with a
     # 150-step scene's floaters above it
-    from reshoot.evaluation import sample_registration_errors
+    from reshoot.evaluation.scores import sample_registration_errors
 
     truth_from_est = sample_registration_errors(ws.stage_dir("register"), shoot).truth_from_estimated
     heights = (points @ truth_from_est[:3, :3].T + truth_from_est[:3, 3])[:, 2]
@@ -213,8 +213,8 @@ def test_export_writes_files_post_tools_open(reconstructed):
 
 
 def test_follow_tracks_the_actor_where_the_ground_truth_has_it(reconstructed):
-    from reshoot.evaluation import sample_registration_errors
-    from reshoot.plan import actor_track
+    from reshoot.evaluation.scores import sample_registration_errors
+    from reshoot.stages.path import actor_track
 
     shoot, ws = reconstructed
     timeline = Timeline.from_workspace(ws.root)
@@ -236,7 +236,7 @@ def test_follow_tracks_the_actor_where_the_ground_truth_has_it(reconstructed):
 def test_refine_stage_classical_then_a_diffusion_refiner_from_a_weights_folder(reconstructed, tmp_path):
     from tiny_pipelines import save_tiny_pipeline
 
-    from reshoot.refine.stage import RefineConfig, run_refine
+    from reshoot.stages.refine import RefineConfig, run_refine
 
     shoot, ws = reconstructed
     config, _ = _overhead_config(ws, shoot)
@@ -292,7 +292,7 @@ def test_refine_stage_classical_then_a_diffusion_refiner_from_a_weights_folder(r
 
 
 def test_eval_reshoots_the_hidden_camera_and_writes_a_report(reconstructed):
-    from reshoot.validation import EvalConfig, run_eval
+    from reshoot.evaluation.evaluate import EvalConfig, run_eval
 
     shoot, ws = reconstructed
     ws.set_sources(list(shoot.videos.values()), ground_truth=shoot.root / "ground_truth.json")

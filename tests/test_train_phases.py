@@ -11,9 +11,10 @@ import torch
 from reshoot.cameras import Cameras, look_at
 from reshoot.splat.data import SetStills, ShotFootage, normalised_times
 from reshoot.splat.priors import DepthPriors, depth_priors, seen_through, surfel_radii, zbuffer_depth
-from reshoot.splat.scene import DynamicScene, concat_params, make_params
 from reshoot.splat.render import render
-from reshoot.splat.train import Trainer, TrainConfig
+from reshoot.splat.scene import DynamicScene, concat_params, make_params
+from reshoot.splat.train import Trainer
+from reshoot.splat.train_config import TrainConfig
 
 W, H, T = 48, 32, 4
 
@@ -229,7 +230,7 @@ def test_the_coverage_term_closes_holes_the_cameras_never_saw():
 
 
 def test_adam_on_some_rows_is_adam_for_them_and_leaves_the_rest():
-    from reshoot.splat.train import _adam_step
+    from reshoot.splat.train_config import _adam_step
 
     g = torch.Generator().manual_seed(0)
     start = torch.randn(50, 3, generator=g)

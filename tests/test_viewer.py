@@ -1,4 +1,4 @@
-"""The viewer (reshoot.viewer, viewer_path, viewer_report): the arrays it draws from a tiny finished workspace, the
+"""The viewer (reshoot.viewer: app, path, report): the arrays it draws from a tiny finished workspace, the
 server it starts, its errors, the `view` command, the path editor (keys, preview, Save as the path stage) and the 3D
 view in eval's report; two tests drive it in a real browser (Playwright and the system Chromium; they skip,
 saying why, without them)."""
@@ -24,19 +24,19 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from reshoot.camera_path import CameraPath, Keyframe
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.plan import PathConfig, import_path, run_path
-from reshoot.reconstruct import ReconstructConfig, run_reconstruct
-from reshoot.register import RegisterConfig, read_frame_poses, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat.scene import SH_C0, MIN_TIME_SCALE
-from reshoot.viewer import (ViewerError, frustum_pose, load_view, path_frame_at, path_segments, splats_at,
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.path import PathConfig, import_path, run_path
+from reshoot.stages.reconstruct import ReconstructConfig, run_reconstruct
+from reshoot.stages.register import RegisterConfig, read_frame_poses, run_register
+from reshoot.viewer.app import (ViewerError, frustum_pose, load_view, path_frame_at, path_segments, splats_at,
                             start_viewer, thumbnail)
-from reshoot.viewer_core import SplatArrays
-from reshoot.viewer_path import (EDITED_PATH_FILE, LOW_CONFIDENCE_RGB, confidence_overlay, editable_keys,
+from reshoot.viewer.core import SplatArrays
+from reshoot.viewer.path import (EDITED_PATH_FILE, LOW_CONFIDENCE_RGB, confidence_overlay, editable_keys,
                                  frame_from_pose, key_at, neighbour_key, new_key, path_through, pose_from_frame,
                                  preview_size, with_key, without_key)
-from reshoot.viewer_report import SCENE_FILE, most_visible
+from reshoot.viewer.report import SCENE_FILE, most_visible
 from reshoot.workspace import Workspace
 
 
@@ -248,7 +248,7 @@ def test_a_taken_port_is_an_error_naming_it_never_another_port(view, monkeypatch
                                               rf"--port {port + 1}"):
             start_viewer(view.root, port=port, view=view)
         # taken between the check and viser's bind: viser moves to the next free port, which is caught too
-        monkeypatch.setattr("reshoot.viewer._check_port_free", lambda host, port: None)
+        monkeypatch.setattr("reshoot.viewer.app._check_port_free", lambda host, port: None)
         with pytest.raises(ViewerError, match=rf"port {port} on 127.0.0.1 is already in use"):
             start_viewer(view.root, port=port, view=view)
 
@@ -480,7 +480,7 @@ def test_save_says_in_the_page_why_it_did_not_save(own_workspace):
 
 
 def _reshot(view):
-    from reshoot.validation import TruthPath
+    from reshoot.evaluation.evaluate import TruthPath
 
     camera_id = view.cameras.camera_ids[1]
     return TruthPath(camera_id, view.cameras.select([camera_id]), view.camera_poses[camera_id])
@@ -488,7 +488,7 @@ def _reshot(view):
 
 def test_the_eval_report_embeds_a_standalone_3d_view_of_the_scene(own_workspace, view, monkeypatch):
     pytest.importorskip("viser", reason="viser is not installed: pip install viser")
-    from reshoot.validation import write_report
+    from reshoot.evaluation.evaluate import write_report
 
     frames = view.timeline.frame_count
     shot = np.full((frames, 18, 32, 3), 0.5, np.float32)
@@ -656,7 +656,7 @@ def test_the_reports_3d_view_opens_from_the_disk_in_a_browser(own_workspace, vie
     and draws it in the report's frame."""
     pytest.importorskip("viser", reason="viser is not installed: pip install viser")
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
-    from reshoot.viewer_report import scene_3d_section
+    from reshoot.viewer.report import scene_3d_section
 
     shots = Path(os.environ.get("RESHOOT_VIEWER_SCREENSHOTS", tmp_path))
     out = tmp_path / "report"

@@ -1,4 +1,4 @@
-"""``reshoot batch``: many shots, one job each, on Ray (reshoot.batch)."""
+"""``reshoot batch``: many shots, one job each, on Ray (reshoot.pipeline.batch)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reshoot.batch import BatchResult, BatchShot, ShotOutcome, load_batch, run_batch
+from reshoot.pipeline.batch import BatchResult, BatchShot, ShotOutcome, load_batch, run_batch
 from reshoot.workspace import StageError
 
 #: The stages whose headline figures the summary table shows (all of them are in the JSON summary).
@@ -66,7 +66,7 @@ def _say(text: str) -> None:
 
 
 def _show_event(event: str, shot: BatchShot, outcome: ShotOutcome | None) -> None:
-    """A line as a shot is queued and as it ends (:func:`reshoot.batch.run_batch`'s ``on_event``)."""
+    """A line as a shot is queued and as it ends (:func:`reshoot.pipeline.batch.run_batch`'s ``on_event``)."""
     if event == "queued":
         _say(f"shot {shot.name}: queued ({shot.cpus:g} CPU, {shot.gpus:g} GPU), log {shot.log}")
         return

@@ -21,23 +21,24 @@ from rich.markup import escape
 from rich.table import Table
 
 import reshoot
-import reshoot.job
-import reshoot.progress
-import reshoot.workspace
-from reshoot import bench
 from reshoot.atomic import atomic_write_json, atomic_write_text
-from reshoot.export import ExportConfig
-from reshoot.guide import GuideConfig
-from reshoot.ingest import IngestConfig
-from reshoot.job import JobConfig, load_job_config
-from reshoot.plan import PathConfig
-from reshoot.refine.stage import RefineConfig
-from reshoot.validation import EvalConfig, db_text, flicker_text, ssim_text
+from reshoot.evaluation.evaluate import EvalConfig
+from reshoot.evaluation.report import db_text, flicker_text, ssim_text
+from reshoot.pipeline.job import JobConfig, load_job_config
+import reshoot.pipeline.job
+import reshoot.progress
+from reshoot.sample import PRESETS, SampleConfig
+from reshoot.stages.export import ExportConfig
+from reshoot.stages.guide import GuideConfig
+from reshoot.stages.ingest import IngestConfig
+from reshoot.stages.path import PathConfig
+from reshoot.stages.reconstruct import ReconstructConfig
+from reshoot.stages.refine import RefineConfig
+from reshoot.stages.register import RegisterConfig
+import reshoot.workspace
+import reshoot_bench as bench
 from reshoot_cli.batch import BatchCommand
 from reshoot_cli.view import ViewCommand
-from reshoot.reconstruct import ReconstructConfig
-from reshoot.register import RegisterConfig
-from reshoot.sample import PRESETS, SampleConfig
 
 console = Console(stderr=True)
 out = Console()
@@ -127,7 +128,7 @@ class DemoCommand:
         for name, stage in result.later.items():
             took = stage.manifest.get("timings_s", {}).get("total")
             table.add_row(name, "up to date" if stage.skipped else "ran", f"{took:.1f} s" if took is not None else "",
-                          reshoot.job.headline(name, stage.manifest.get("summary", {})))
+                          reshoot.pipeline.job.headline(name, stage.manifest.get("summary", {})))
         out.print(table)
         if result.placement is not None:
             out.print(f"the hidden overhead camera, placed in the registered world by the similarity that aligns the "
@@ -450,7 +451,7 @@ class EvalCommand:
 
 
 def _print_shot_scores(title: str, shots: dict[str, dict]) -> None:
-    """A reshoot's figures against the truth (``reshoot.validation.score_frames`` with its verdict), a row per shot:
+    """A reshoot's figures against the truth (``reshoot.evaluation.evaluate.score_frames`` with its verdict), a row per shot:
     over the whole frame, then by region with the verdict; then the verdict on the refined shot (the last)."""
     table = Table(title=title)
     for col in ("shot", "PSNR", "SSIM", "flicker"):
@@ -510,23 +511,23 @@ class BenchCommand:
 
     def _rows(self, name: str, work: Path) -> list[dict]:
         if name == "raster":
-            from reshoot.splat.raster_bench import bench_rasterizer
+            from reshoot_bench.raster import bench_rasterizer
 
             return bench_rasterizer()
         if name == "reconstruct":
-            from reshoot.bench_reconstruct import bench_reconstruct
+            from reshoot_bench.reconstruct import bench_reconstruct
 
             return bench_reconstruct(self.data, work)
         if name == "shot":
-            from reshoot.bench_shot import bench_shot
+            from reshoot_bench.shot import bench_shot
 
             return bench_shot(work)
         if name == "panoptic":
-            from reshoot.bench_panoptic import bench_panoptic
+            from reshoot_bench.panoptic import bench_panoptic
 
             return bench_panoptic(self.data, work)
         if name == "gpu":
-            from reshoot.bench_gpu import bench_gpu
+            from reshoot_bench.gpu import bench_gpu
 
             return bench_gpu(work)
         return {"ingest": bench.bench_ingest, "register": bench.bench_register}[name](self.data, work)

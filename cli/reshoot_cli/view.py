@@ -1,4 +1,4 @@
-"""``reshoot view``: the workspace in a web browser (reshoot.viewer, on viser)."""
+"""``reshoot view``: the workspace in a web browser (reshoot.viewer.app, on viser)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,6 @@ class ViewCommand:
     """Open the page in this machine's web browser (only where there is a desktop, never over SSH)."""
 
     def run(self) -> None:
-        from reshoot.viewer import serve
+        from reshoot.viewer.app import serve
 
         serve(self.workspace, host=self.host, port=self.port, open_browser=self.open)

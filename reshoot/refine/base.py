@@ -1,7 +1,7 @@
 """One interface for every refiner: guide frames and what is known about them in, a coherent shot out.
 
 A refiner is a small object with a ``name`` and ``refine(inputs, progress) -> RefineResult``. It never reads or
-writes the workspace: the refine stage (:mod:`reshoot.refine.stage`) loads the guide frames, the confidence maps and
+writes the workspace: the refine stage (:mod:`reshoot.stages.refine`) loads the guide frames, the confidence maps and
 the real cameras' frames into :class:`RefineInputs`, calls the refiner, and writes its frames and record.
 
 Conventions: frames are float32 RGB in [0, 1], ``[F, H, W, 3]``; per-pixel maps are float32 ``[F, H, W]`` in
@@ -25,7 +25,7 @@ class RefineInputs:
 
     Attributes:
         guide: the guide frames rendered from the splat scene.  # [F, H, W, 3] float32 in [0, 1]
-        confidence: how well the real cameras saw each pixel (reshoot.guide).  # [F, H, W] float32 in [0, 1]
+        confidence: how well the real cameras saw each pixel (reshoot.stages.guide).  # [F, H, W] float32 in [0, 1]
         alpha: coverage of the splat render (0 where nothing was drawn).  # [F, H, W] float32 in [0, 1]
         depth: expected depth along the optical axis, 0 where nothing was drawn, or None.  # [F, H, W] float32
         references: real cameras' frames at the same instants, nearest camera first: camera id -> frames.

@@ -33,13 +33,14 @@ from reshoot.splat.data import (SetStills, ShotFootage, check_downscale, load_se
                                 registered_rig)
 from reshoot.splat.dense import DenseConfig, DenseSet, dense_set_points
 from reshoot.splat.init import InitConfig, initial_params, motion_masks, performance_masks, set_views
-from reshoot.splat.priors import depth_priors
 from reshoot.splat.ply import write_splats_ply
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
+from reshoot.splat.priors import depth_priors
+from reshoot.splat.render import render
 from reshoot.splat.scan import Alignment, SetScan, align_scan_to_points, aligned_scan, load_set_scan, read_similarity
 from reshoot.splat.scene import DynamicScene
-from reshoot.splat.render import render
-from reshoot.splat.train import PRESETS, Trainer, TrainConfig
+from reshoot.splat.train import Trainer
+from reshoot.splat.train_config import PRESETS, TrainConfig
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 

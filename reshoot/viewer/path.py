@@ -1,7 +1,7 @@
 """Placing the new camera in the viewer: a gizmo to move and aim it, its lens, keyframes on the timeline, a preview
 of what it sees (with the guide stage's confidence map), and Save, which writes the ``path`` stage.
 
-:func:`reshoot.viewer.start_viewer` adds a :class:`PathEditor` to the page. How it works:
+:func:`reshoot.viewer.app.start_viewer` adds a :class:`PathEditor` to the page. How it works:
 
 - the gizmo (viser's transform controls) is the new camera: its axes are the camera's (OpenCV: x right, y down,
   z forward, the orange frustum looks down z). "camera from my view" puts it where the browser's view is;
@@ -9,7 +9,7 @@ of what it sees (with the guide stage's confidence map), and Save, which writes 
   output frame ``f`` shows footage frame ``f``). The path through the keys is :meth:`CameraPath.from_keyframes`
   over the whole timeline, the path stage's own interpolation; moving the time slider puts the gizmo and the lens
   where that path has them;
-- the preview is :func:`reshoot.guide.render_guide` of the gizmo's camera at the slider's frame (the same render and
+- the preview is :func:`reshoot.stages.guide.render_guide` of the gizmo's camera at the slider's frame (the same render and
   confidence map as ``reshoot guide``, at most ``preview_px`` across), rendered in a background thread: when
   requests come faster than it renders, only the last one is rendered;
 - Save writes the keys' path as reshoot path JSON to ``WS/viewer/camera_path.json`` and runs the path stage on it
@@ -37,12 +37,12 @@ import numpy as np
 
 from reshoot.camera_path import CameraPath, Keyframe, PathError, Timeline
 from reshoot.cameras import focal_px_from_mm
-from reshoot.viewer_core import frustum_pose, path_frame_at
+from reshoot.viewer.core import frustum_pose, path_frame_at
 from reshoot.workspace import StageError, StageResult, Workspace
 
 if TYPE_CHECKING:
-    from reshoot.guide import GuideFrame, RealCameras
-    from reshoot.viewer import Viewer, WorkspaceView
+    from reshoot.stages.guide import GuideFrame, RealCameras
+    from reshoot.viewer.app import Viewer, WorkspaceView
 
 EDITED_PATH_FILE = Path("viewer") / "camera_path.json"  #: where Save writes the keys' path, in the workspace
 NEW_CAMERA_COLOUR = (245, 150, 20)  #: the camera being placed, and the keys
@@ -195,8 +195,8 @@ def save_path(workspace_root: Path, path: CameraPath, timeline: Timeline) -> Sta
     """Write ``path`` as the workspace's path stage, as ``reshoot path --kind import --file
     WS/viewer/camera_path.json`` would: checks it first (a :class:`PathError` writes nothing), then, holding the
     writer lock (:class:`~reshoot.workspace.WorkspaceBusy` when another process holds it), writes the file and runs
-    :func:`reshoot.plan.run_path` on it."""
-    from reshoot.plan import PathConfig, run_path
+    :func:`reshoot.stages.path.run_path` on it."""
+    from reshoot.stages.path import PathConfig, run_path
 
     path.check(timeline)
     workspace = Workspace(workspace_root)
@@ -260,7 +260,7 @@ def render_preview(view: WorkspaceView, world_to_camera: np.ndarray, focal_mm: f
                    size: tuple[int, int], real: RealCameras | None) -> GuideFrame:
     """What the new camera sees at timeline frame ``frame``, rendered by the guide stage's code at ``size``, with the
     confidence map when ``real`` (the cameras the scene learnt from) is given."""
-    from reshoot.guide import render_guide
+    from reshoot.stages.guide import render_guide
 
     one = CameraPath("preview", world_to_camera[None], [focal_mm], [float(frame)], size, view.timeline.fps,
                      camera.sensor_width_mm)
@@ -272,7 +272,7 @@ def render_preview(view: WorkspaceView, world_to_camera: np.ndarray, focal_mm: f
 
 
 class PathEditor:
-    """The new camera in a running :class:`~reshoot.viewer.Viewer`: a gizmo, the lens, keys, the preview, Save.
+    """The new camera in a running :class:`~reshoot.viewer.app.Viewer`: a gizmo, the lens, keys, the preview, Save.
 
     Attributes:
         keys: the keys, in frame order.
@@ -508,8 +508,8 @@ class PathEditor:
 
     def _real_cameras(self) -> RealCameras:
         if self._real is None:  # read once, when the overlay is first asked for
-            from reshoot.guide import RealCameras
             from reshoot.splat.data import registered_rig
+            from reshoot.stages.guide import RealCameras
 
             trained = list(self.view.trained_camera_ids) or None
             self._real = RealCameras(*registered_rig(self.view.root, trained))

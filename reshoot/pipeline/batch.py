@@ -1,4 +1,4 @@
-"""Many shots on one engine: ``reshoot batch shots.toml`` runs one job (:func:`reshoot.job.run_job`) per shot on Ray.
+"""Many shots on one engine: ``reshoot batch shots.toml`` runs one job (:func:`reshoot.pipeline.job.run_job`) per shot on Ray.
 
 Each shot is a whole ``reshoot run`` job over its own workspace, run as one Ray task (a worker process) with the
 CPUs and GPUs it asks for: on a local Ray that reshoot starts and stops, or on an existing cluster (``address``).
@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterator, Literal
 
 from reshoot._deps import require
 from reshoot.atomic import atomic_write_json
-from reshoot.job import JobConfig, job_config_from_dict, load_job_config, run_job
+from reshoot.pipeline.job import JobConfig, job_config_from_dict, load_job_config, run_job
 from reshoot.progress import StepProgress, progress_stage
 from reshoot.workspace import STAGE_DESCRIPTIONS, config_to_json
 
@@ -108,7 +108,7 @@ class ShotOutcome:
     log: Path
     seconds: float | None = None
     stages: tuple[dict[str, Any], ...] = ()
-    """:meth:`reshoot.job.JobResult.summary`'s rows: stage, ran, seconds, figures."""
+    """:meth:`reshoot.pipeline.job.JobResult.summary`'s rows: stage, ran, seconds, figures."""
     failed_stage: str | None = None
     """The stage a failed shot stopped in (None: before its first stage)."""
     error: str | None = None

@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from reshoot.export import ExportConfig, run_export
-from reshoot.guide import GuideConfig, run_guide
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.plan import PathConfig, run_path
-from reshoot.reconstruct import ReconstructConfig, run_reconstruct
-from reshoot.refine.stage import RefineConfig, run_refine
-from reshoot.register import RegisterConfig, run_register
+from reshoot.stages.export import ExportConfig, run_export
+from reshoot.stages.guide import GuideConfig, run_guide
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.path import PathConfig, run_path
+from reshoot.stages.reconstruct import ReconstructConfig, run_reconstruct
+from reshoot.stages.refine import RefineConfig, run_refine
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import STAGES, StageResult, Workspace
 
 
@@ -230,7 +230,7 @@ def _convert(hint: Any, value: Any, base: Path) -> Any:
         return value if isinstance(value, str) else _WRONG
     if hint is Any:
         return value
-    raise TypeError(f"job config: no reader for settings of type {hint!r}; add one to reshoot.job._convert")
+    raise TypeError(f"job config: no reader for settings of type {hint!r}; add one to reshoot.pipeline.job._convert")
 
 
 def _expected(hint: Any) -> str:

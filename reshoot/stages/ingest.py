@@ -28,7 +28,8 @@ import numpy as np
 from reshoot import colour
 from reshoot._deps import require
 from reshoot.atomic import atomic_write_json
-from reshoot.footage import CameraSource, FootageError, iter_source_frames, probe_source, read_source_audio
+from reshoot.footage import CameraSource, FootageError, iter_source_frames, probe_source
+from reshoot.media import read_source_audio
 from reshoot.progress import track
 from reshoot.sync import (AudioOffset, CameraClock, SyncError, Timeline, build_timeline, parse_manual_offset,
                           sync_audio, timecode_offsets)

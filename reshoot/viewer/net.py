@@ -1,5 +1,5 @@
 """Where the viewer listens and how people reach it: the port check, the address to print, SSH and desktop
-detection. Kept apart from :mod:`reshoot.viewer`, which draws the workspace; nothing here knows of viser."""
+detection. Kept apart from :mod:`reshoot.viewer.app`, which draws the workspace; nothing here knows of viser."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The viewer's pure core: loaded workspace data to the plain numpy arrays a 3D viewer draws (no I/O, no viser).
 
-Used by :mod:`reshoot.viewer` (the live viewer), :mod:`reshoot.viewer_scene` (those arrays into a viser scene) and
-:mod:`reshoot.viewer_path` (the path editor); a notebook or another viewer can take them as they are. The names are
-also reachable from :mod:`reshoot.viewer`.
+Used by :mod:`reshoot.viewer.app` (the live viewer), :mod:`reshoot.viewer.scene` (those arrays into a viser scene) and
+:mod:`reshoot.viewer.path` (the path editor); a notebook or another viewer can take them as they are. The names are
+also reachable from :mod:`reshoot.viewer.app`.
 
 Conventions: reshoot's poses are world-to-camera with OpenCV camera axes (x right, y down, z forward; see
 :mod:`reshoot.cameras`); :class:`FrustumPose` is the camera-to-world rotation as a wxyz quaternion and the camera

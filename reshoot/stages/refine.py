@@ -25,11 +25,11 @@ import torch
 from reshoot.atomic import atomic_write_json
 from reshoot.camera_path import CameraPath
 from reshoot.footage import read_image
-from reshoot.guide import load_shot_frames
 from reshoot.metrics import flicker
 from reshoot.progress import StepProgress
 from reshoot.refine.base import RefineInputs, RefineResult, Refiner
 from reshoot.refine.classical import ClassicalConfig, ClassicalRefiner
+from reshoot.stages.guide import load_shot_frames
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 
@@ -156,7 +156,7 @@ def _refine(ctx: StageContext, config: RefineConfig) -> dict[str, Any]:
 def load_refine_inputs(workspace_root: Path, config: RefineConfig,
                        with_references: bool = True) -> tuple[RefineInputs, CameraPath]:
     """The guide frames, their maps and (``with_references``) the real cameras' frames at the same instants."""
-    from reshoot.export import real_cameras_by_view, real_frame
+    from reshoot.stages.export import real_cameras_by_view, real_frame
 
     root = Path(workspace_root)
     guide_dir = root / "guide"

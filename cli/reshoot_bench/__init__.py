@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 
 from reshoot.cameras import Cameras
-from reshoot.evaluation import pose_errors, sample_registration_errors
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
+from reshoot.evaluation.scores import pose_errors, sample_registration_errors
 from reshoot.media import write_video
 from reshoot.sample import PRESETS, make_sample_shoot
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.workspace import Workspace
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # cli/reshoot_bench/ -> ../shared/data
 _BBC_TRUTH_S = {"timbl_2": 12.254, "timbl_3": 12.223}  # GROUND_TRUTH.txt: where each clip starts in timbl_1
 
 

@@ -1,7 +1,7 @@
 """Benchmarks of the splat scene: the CPU rasterizer, training on the synthetic shoot (scored on the overhead
 camera nobody filmed and on a left-out set camera), and caliscope leave-one-camera-out.
 
-``reshoot bench reconstruct`` and ``reshoot bench raster`` print these rows (see ``reshoot.bench``).
+``reshoot bench reconstruct`` and ``reshoot bench raster`` print these rows (see ``reshoot_bench``).
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from reshoot.bench import ingest_caliscope
-from reshoot.evaluation import mean_region_scores, sample_geometry_errors, sample_truth_view
+from reshoot.evaluation.evaluate import EvalConfig, run_eval
+from reshoot.evaluation.report import flicker_text
+from reshoot.evaluation.scores import mean_region_scores, sample_geometry_errors, sample_truth_view
 from reshoot.footage import read_image
-from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.metrics import region_scores
-from reshoot.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct, to_uint8
-from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat.data import load_shot_footage, normalised_times
 from reshoot.splat.pointcloud import read_points_ply
 from reshoot.splat.render import render
-from reshoot.validation import EvalConfig, flicker_text, run_eval
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct, to_uint8
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageError, Workspace
+from reshoot_bench import ingest_caliscope
 
 
 def bench_reconstruct(data: Path, work: Path, steps: int | None = None,
@@ -86,8 +87,8 @@ def training_step_rows(ws: Workspace, steps: int = 12) -> list[dict[str, Any]]:
     kernels and with the torch twin alone; and where a compiled set-phase step spends its time (torch profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from reshoot.reconstruct import prepare_training
     from reshoot.splat.kernels import composite_kernels, torch_twin
+    from reshoot.stages.reconstruct import prepare_training
 
     rows, seconds = [], {}
     engines = [("compiled", contextlib.nullcontext)] if composite_kernels() is not None else []
@@ -127,7 +128,7 @@ def training_step_rows(ws: Workspace, steps: int = 12) -> list[dict[str, Any]]:
 def score_truth_view(ws: Workspace, shoot, reconstruct_dir: Path, sheet: Path | None = None,
                      role: str = "overhead", localise: bool = True) -> dict[str, Any]:
     """Render the sample's ground-truth ``role`` camera at every instant it filmed; PSNR/SSIM against it, over the
-    whole frame, the set and the actor (:func:`reshoot.evaluation.mean_region_scores`).
+    whole frame, the set and the actor (:func:`reshoot.evaluation.scores.mean_region_scores`).
 
     ``localise``: the camera is localised against the scene first (:mod:`reshoot.localise`); the result then also
     holds ``placed``, the same scores where the registration's similarity alone puts it, and ``placement``, how

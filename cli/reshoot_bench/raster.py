@@ -1,7 +1,7 @@
 """Benchmark of the CPU rasterizer: forward + backward per step of the compiled kernels, the torch twin and the
 all-pairs reference, on the same scenes; peak memory; Gaussian-pixel pairs per second per core.
 
-:func:`bench_rasterizer` returns rows like :mod:`reshoot.bench`'s (``benchmark``, ``result``, ``target``,
+:func:`bench_rasterizer` returns rows like :mod:`reshoot_bench`'s (``benchmark``, ``result``, ``target``,
 ``pass``, ``detail``), each with ``measured``: the numbers behind its ``result`` (seconds, bytes, pairs).
 Scenes look like a trained splat seen by its camera: Gaussians spread through the view frustum 2-10 units deep,
 anisotropic, each a few to a few tens of pixels across, opacities skewed towards opaque, colours as degree-3

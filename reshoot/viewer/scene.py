@@ -1,6 +1,6 @@
 """The viewer's arrays put into a viser scene: the set, the performance at an instant, the set cameras with what
-they filmed, the sparse points, a camera path. Shared by the live viewer (:mod:`reshoot.viewer`) and the 3D view that
-``reshoot eval`` saves into its report (:mod:`reshoot.viewer_report`); ``scene`` is a ``ViserServer.scene``."""
+they filmed, the sparse points, a camera path. Shared by the live viewer (:mod:`reshoot.viewer.app`) and the 3D view that
+``reshoot eval`` saves into its report (:mod:`reshoot.viewer.report`); ``scene`` is a ``ViserServer.scene``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reshoot.camera_path import CameraPath
-from reshoot.viewer_core import (PATH_COLOUR, SET_COLOUR, empty_splats, frustum_pose, overview_position, packed_splats,
+from reshoot.viewer.core import (PATH_COLOUR, SET_COLOUR, empty_splats, frustum_pose, overview_position, packed_splats,
                                  path_frame_at, path_segments, rig_size, splats_at, thumbnail, transport_scale)
 
 if TYPE_CHECKING:
-    from reshoot.viewer import WorkspaceView
+    from reshoot.viewer.app import WorkspaceView
 
 
 @dataclass

@@ -42,7 +42,7 @@ from reshoot.atomic import ANOTHER_WORKSPACE, naming_full_disk
 from reshoot.camera_path import CameraPath, Timeline, format_timecode, write_chan, write_nerfstudio_camera_path
 from reshoot.cameras import Cameras
 from reshoot.footage import read_image
-from reshoot.guide import load_shot_frames
+from reshoot.stages.guide import load_shot_frames
 from reshoot.sync import parse_timecode
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace

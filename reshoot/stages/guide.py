@@ -37,10 +37,10 @@ from reshoot.atomic import ANOTHER_WORKSPACE, atomic_write_bytes, atomic_write_j
 from reshoot.camera_path import CameraPath, Timeline
 from reshoot.cameras import Cameras
 from reshoot.progress import track
-from reshoot.reconstruct import choose_device, load_scene, to_uint8
 from reshoot.splat.data import registered_rig
-from reshoot.splat.scene import DynamicScene
 from reshoot.splat.render import render
+from reshoot.splat.scene import DynamicScene
+from reshoot.stages.reconstruct import choose_device, load_scene, to_uint8
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 

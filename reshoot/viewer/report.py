@@ -4,7 +4,7 @@ reshot, saved as one standalone web page next to the report (``scene_3d.html``) 
 The page is viser's standalone export (``StateSerializer.as_html``): viser's web client, shipped in its wheel as one
 self-contained ``index.html``, with the recorded scene inlined (zstd-compressed, base64) in the same file. It needs
 no install and no network, and opens from the disk (``file://``) in Chromium, Firefox and Safari: nothing is fetched.
-The scene is the one :mod:`reshoot.viewer` draws, at the timeline's middle frame; the set's Gaussians are capped at
+The scene is the one :mod:`reshoot.viewer.app` draws, at the timeline's middle frame; the set's Gaussians are capped at
 ``max_set_gaussians`` (those that show most: opacity times size) to keep the file small.
 
 Without viser (the optional ``viewer`` extra) or without a scene in the workspace, the report says so in a line
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from reshoot.atomic import atomic_write_text
-from reshoot.viewer_core import SplatArrays, frustum_pose, rig_size
+from reshoot.viewer.core import SplatArrays, frustum_pose, rig_size
 
 SCENE_FILE = "scene_3d.html"  #: the 3D view's page, next to report.html
 RESHOT_COLOUR = (30, 160, 60)  #: the camera reshot: its track and its frustum at the frame shown
@@ -33,15 +33,15 @@ def scene_3d_section(workspace_root: Path, out_dir: Path, camera: str, reshot: A
     """Write ``out_dir/scene_3d.html`` and return the report's HTML section that shows it; without viser or a scene,
     write nothing and return a line saying how to get it.
 
-    ``reshot`` (optional) is the camera reshot as :func:`reshoot.validation.run_eval` renders it: anything with
+    ``reshot`` (optional) is the camera reshot as :func:`reshoot.evaluation.evaluate.run_eval` renders it: anything with
     ``lens`` (one pinhole :class:`~reshoot.cameras.Cameras`) and ``world_to_camera`` [T, 4, 4], one pose per timeline
-    frame (a :class:`reshoot.validation.TruthPath`)."""
+    frame (a :class:`reshoot.evaluation.evaluate.TruthPath`)."""
     try:
         import viser
     except ImportError:
         return _note("The report has no 3D view of the scene here: it needs viser. Install it with <code>pip install "
                      "'reshoot[viewer]'</code> and run <code>reshoot eval</code> again.")
-    from reshoot.viewer import ViewerError, load_view
+    from reshoot.viewer.app import ViewerError, load_view
 
     try:
         view = load_view(workspace_root)
@@ -76,8 +76,8 @@ def most_visible(splats: SplatArrays, count: int) -> SplatArrays:
 
 def _scene_page(viser: Any, view: Any, frame: int, camera: str, reshot: Any) -> str:
     """The standalone page of the workspace's scene at timeline frame ``frame``, with the reshot camera."""
-    from reshoot.viewer_net import quiet_stdout
-    from reshoot.viewer_scene import add_workspace_scene, draw_instant, draw_path, overview_camera
+    from reshoot.viewer.net import quiet_stdout
+    from reshoot.viewer.scene import add_workspace_scene, draw_instant, draw_path, overview_camera
 
     with quiet_stdout():  # a server nobody connects to (port 0: any free port): viser records what it would send
         server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)

@@ -150,7 +150,7 @@ def kernels_row() -> dict[str, Any]:
     """Seconds of the first ``gsplat.rasterization`` call on CUDA tensors: the JIT build, or loading a cached one."""
     import importlib.util
 
-    from reshoot.splat.raster_bench import frustum_scene
+    from reshoot_bench.raster import frustum_scene
 
     built_before = _gsplat_build_cached()
     precompiled = importlib.util.find_spec("gsplat.csrc") is not None
@@ -206,8 +206,8 @@ def compare_with_gsplat(name: str, target: str, seed: int, mode: str, packed: bo
     values and gradients."""
     import gsplat
 
-    from reshoot.splat.raster_bench import frustum_scene, kernels_missing
     from reshoot.splat.rasterize import rasterize_cpu
+    from reshoot_bench.raster import frustum_scene, kernels_missing
 
     n, width, height, cameras = RASTER_SCENE
     scene = frustum_scene(n, width, height, n_cameras=cameras, seed=seed, sh_degree=sh_degree)
@@ -256,10 +256,10 @@ def _values_and_grads(render: Callable[[dict], tuple], scene: dict[str, Any], de
 def training_rows(work: Path, steps: int, sample_preset: str, cuda: bool, errors: Path,
                   log: "_Log") -> list[dict[str, Any]]:
     """The sample registered once; then training on the CPU and on CUDA (auto strategy, and the CPU's), scored."""
-    from reshoot.ingest import IngestConfig, run_ingest
-    from reshoot.reconstruct import ReconstructConfig
-    from reshoot.register import RegisterConfig, run_register
     from reshoot.sample import PRESETS, make_sample_shoot
+    from reshoot.stages.ingest import IngestConfig, run_ingest
+    from reshoot.stages.reconstruct import ReconstructConfig
+    from reshoot.stages.register import RegisterConfig, run_register
     from reshoot.workspace import Workspace
 
     start = time.perf_counter()
@@ -297,8 +297,8 @@ def training_rows(work: Path, steps: int, sample_preset: str, cuda: bool, errors
 def train_and_score(ws, shoot, work: Path, label: str, config, cpu: dict[str, Any] | None = None) -> dict[str, Any]:
     """One training run (``force``: the workspace's scene is replaced), timed and scored on the overhead camera;
     with ``cpu`` (the CPU run's ``measured``), the speed-up over it and the PSNR difference."""
-    from reshoot.bench_reconstruct import score_truth_view
-    from reshoot.reconstruct import run_reconstruct
+    from reshoot.stages.reconstruct import run_reconstruct
+    from reshoot_bench.reconstruct import score_truth_view
 
     cuda = config.device == "cuda"
     if cuda:

@@ -198,7 +198,7 @@ def import_path(file: Path, timeline: Timeline, cameras: Cameras, config: PathCo
 
 def actor_track(workspace_root: Path, timeline: Timeline) -> np.ndarray:
     """The actor's centre at every timeline frame, from the reconstructed scene's dynamic Gaussians.  # [T, 3]"""
-    from reshoot.reconstruct import load_scene
+    from reshoot.stages.reconstruct import load_scene
 
     scene, _ = load_scene(Path(workspace_root) / "reconstruct" / "scene.pt")
     if scene.num_dynamic == 0:

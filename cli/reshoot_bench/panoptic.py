@@ -7,7 +7,7 @@ trained the scene, with ``reshoot eval --truth-footage --truth-calibration --tru
 over the whole frame, the set and the person (the data set's person masks), and the verdict. A first row says how
 well the scene fits the four cameras it saw (it must at least fit those).
 
-The data set is read from ``DATA/panoptic_basketball`` (see ``reshoot.bench``); absent, a row says "skipped".
+The data set is read from ``DATA/panoptic_basketball`` (see ``reshoot_bench``); absent, a row says "skipped".
 
 Its COLMAP model (``calib/sparse/0``) stores each camera's rotation transposed: read as COLMAP's world-to-camera
 pose, its cameras stand below the floor and roll up to 49 degrees, and their centres are not the data set's own
@@ -18,7 +18,7 @@ the right one to the work folder (``panoptic-calibration.json``), which the benc
 Then the full rig (``PanopticBenchConfig.full_rig``, :func:`full_rig_rows`): all 27 cameras ingested and registered
 the same way (in ``WORK/ws-panoptic-full``), the scene trained on 26 of them at the same budget with cam02 left out
 (``reshoot reconstruct --holdout cam02``), and a row with cam02's PSNR/SSIM (the manifest's ``holdout``, from
-:func:`reshoot.reconstruct.evaluate_camera`), the training cameras' own fit, and Dynamic 3D Gaussians' published
+:func:`reshoot.stages.reconstruct.evaluate_camera`), the training cameras' own fit, and Dynamic 3D Gaussians' published
 Panoptic figure beside them. cam02 is left out because it is the first high camera the four-camera part reshoots: the
 two rows say how much of the gap comes from the rig (26 cameras all around, four of them high, against four low
 ones) and how much from the CPU budget. The published figure is not measured on the same cameras or budget (see
@@ -37,11 +37,11 @@ import numpy as np
 
 from reshoot.atomic import atomic_write_json
 from reshoot.cameras import Cameras
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct
-from reshoot.register import RegisterConfig, run_register
+from reshoot.evaluation.evaluate import EvalConfig, run_eval
 from reshoot.splat.data import load_shot_footage
-from reshoot.validation import EvalConfig, run_eval
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import StageError, Workspace
 
 #: The set: four low cameras that register well with the known calibration.
@@ -77,7 +77,7 @@ class PanopticBenchConfig:
 
 def bench_panoptic(data: Path, work: Path, config: PanopticBenchConfig = PanopticBenchConfig()) -> list[dict[str, Any]]:
     """Ingest, register and reconstruct the four low cameras, then one row per high camera reshot (see the module
-    docstring); rows as in :mod:`reshoot.bench`."""
+    docstring); rows as in :mod:`reshoot_bench`."""
     folder = Path(data) / "panoptic_basketball"
     if not folder.is_dir():
         return [{"benchmark": "panoptic basketball: high cameras reshot from four low ones",
@@ -228,6 +228,6 @@ def _reshoot_row(ws: Workspace, folder: Path, calibration: Path, camera: str,
 
 
 def region_figures(scores: dict[str, Any]) -> str:
-    """``whole / set / person`` PSNR of a shot's scores (:func:`reshoot.validation.score_frames`)."""
+    """``whole / set / person`` PSNR of a shot's scores (:func:`reshoot.evaluation.evaluate.score_frames`)."""
     return " / ".join("-" if scores.get(key) is None else f"{scores[key]:.2f}"
                       for key in ("psnr_db", "set_psnr_db", "actor_psnr_db")) + " dB"

@@ -43,8 +43,8 @@ from reshoot.atomic import atomic_write_json
 from reshoot.cameras import Cameras
 from reshoot.footage import IMAGE_SUFFIXES, read_image
 from reshoot.instants import INSTANTS_DIR, pool_instants
-from reshoot.progress import StepProgress
 from reshoot.known_poses import match_with_known_poses
+from reshoot.progress import StepProgress
 from reshoot.splat.pointcloud import write_points_ply
 from reshoot.viz import save_png, top_view
 from reshoot.workspace import StageContext, StageResult, Workspace

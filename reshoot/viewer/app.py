@@ -12,20 +12,20 @@
   viewer starts, then the one being edited.
 
 Placing the new camera (a gizmo, its lens, keyframes, a preview rendered as ``guide`` renders it, Save) is
-:mod:`reshoot.viewer_path`, which :func:`start_viewer` adds to the page; this module draws. The viewer reads the
+:mod:`reshoot.viewer.path`, which :func:`start_viewer` adds to the page; this module draws. The viewer reads the
 workspace once when it starts and writes to it only when Save is pressed (the ``path`` stage, as ``reshoot path``
 writes it).
 
 The viewer has three layers, as the rest of reshoot, in four modules (each name below can be imported from here):
 
 1. a pure core, from loaded workspace data to plain numpy arrays, with no I/O and no viser
-   (:mod:`reshoot.viewer_core`): :func:`splats_at`, :func:`frustum_pose`, :func:`path_segments`,
+   (:mod:`reshoot.viewer.core`): :func:`splats_at`, :func:`frustum_pose`, :func:`path_segments`,
    :func:`path_frame_at`;
 2. the loader, :func:`load_view` (here), which reads a workspace into a :class:`WorkspaceView`;
-3. the wiring: :func:`add_workspace_scene`, :func:`draw_instant` and :func:`draw_path` (:mod:`reshoot.viewer_scene`)
+3. the wiring: :func:`add_workspace_scene`, :func:`draw_instant` and :func:`draw_path` (:mod:`reshoot.viewer.scene`)
    put the arrays into a viser scene: the live viewer's, or the one ``reshoot eval`` saves into its report
-   (:mod:`reshoot.viewer_report`); :func:`start_viewer` (a running :class:`Viewer`, returned at once) and
-   :func:`serve` (runs until Ctrl-C) add the server and the GUI (here; where it listens: :mod:`reshoot.viewer_net`).
+   (:mod:`reshoot.viewer.report`); :func:`start_viewer` (a running :class:`Viewer`, returned at once) and
+   :func:`serve` (runs until Ctrl-C) add the server and the GUI (here; where it listens: :mod:`reshoot.viewer.net`).
 
 Conventions: reshoot's poses are world-to-camera with OpenCV camera axes (x right, y down, z forward; see
 :mod:`reshoot.cameras`). viser's frustums take a camera-to-world rotation (as a wxyz quaternion) and position, with
@@ -56,12 +56,12 @@ from reshoot._deps import require
 from reshoot.camera_path import CameraPath, Timeline
 from reshoot.cameras import Cameras
 from reshoot.splat.scene import DynamicScene
-from reshoot.viewer_core import (MIN_OPACITY, PATH_COLOUR, SET_COLOUR, FrustumPose, SplatArrays,
+from reshoot.viewer.core import (MIN_OPACITY, PATH_COLOUR, SET_COLOUR, FrustumPose, SplatArrays,
                                  frustum_pose, path_frame_at, path_segments, splats_at, thumbnail)
-from reshoot.viewer_scene import (SceneNodes, add_workspace_scene, draw_instant, draw_path,
+from reshoot.viewer.scene import (SceneNodes, add_workspace_scene, draw_instant, draw_path,
                                   overview_camera, place_path_frustum)
-from reshoot.viewer_net import ViewerError, display_host, has_desktop, over_ssh, port_taken, quiet_stdout
-from reshoot.viewer_net import check_port_free as _check_port_free  # a module name here: tests replace it
+from reshoot.viewer.net import ViewerError, display_host, has_desktop, over_ssh, port_taken, quiet_stdout
+from reshoot.viewer.net import check_port_free as _check_port_free  # a module name here: tests replace it
 
 __all__ = ["MIN_OPACITY", "PATH_COLOUR", "SET_COLOUR", "FrustumPose", "SceneNodes", "SplatArrays", "Viewer",
            "ViewerError", "WorkspaceView", "add_workspace_scene", "draw_instant", "draw_path", "frustum_pose",
@@ -115,9 +115,9 @@ class WorkspaceView:
 def load_view(workspace_root: Path | str) -> WorkspaceView:
     """Read what the viewer shows from a workspace with a finished ``reconstruct`` stage (a :class:`ViewerError`
     says what to run when it has none). Reads only; never creates or changes a file."""
-    from reshoot.reconstruct import load_scene
-    from reshoot.register import read_frame_poses
     from reshoot.splat.pointcloud import read_points_ply
+    from reshoot.stages.reconstruct import load_scene
+    from reshoot.stages.register import read_frame_poses
 
     root = Path(workspace_root).resolve()
     if not (root / "workspace.json").is_file():
@@ -155,7 +155,7 @@ def load_view(workspace_root: Path | str) -> WorkspaceView:
 
 def _camera_poses(cameras: Cameras, frame_poses: Cameras, frame_count: int) -> dict[str, np.ndarray]:
     """Each set camera's pose at every timeline frame: its frame's registered pose (ids ``<camera>/<frame:06d>``,
-    as :func:`reshoot.register.read_frame_poses` gives them), else its set pose."""
+    as :func:`reshoot.stages.register.read_frame_poses` gives them), else its set pose."""
     poses = {c: np.repeat(cameras.world_to_camera[i][None], frame_count, axis=0)
              for i, c in enumerate(cameras.camera_ids)}
     for i, frame_id in enumerate(frame_poses.camera_ids):
@@ -191,7 +191,7 @@ class Viewer:
         url: the address it answers on, ``http://HOST:PORT``.
         nodes: the scene's nodes (``set_node``, ``actor_node``, ``points_node``, ``frusta`` are also attributes).
         path: the new camera's path drawn: the saved one at first, then the one being edited (:meth:`show_path`).
-        editor: the path editor (:class:`reshoot.viewer_path.PathEditor`), or None when started without one.
+        editor: the path editor (:class:`reshoot.viewer.path.PathEditor`), or None when started without one.
         draw_s: seconds each drawn instant took on this side (splats, pictures, path): the last 1000.
     """
 
@@ -345,7 +345,7 @@ def start_viewer(workspace_root: Path | str, host: str = "127.0.0.1", port: int 
     """Load the workspace (unless ``view`` is given) and start the viewer on ``host:port``; returns at once, the
     server running in background threads (:meth:`Viewer.stop` ends it). ``port`` 0 takes any free port. A port in
     use is a :class:`ViewerError` (viser itself would quietly move to the next free port). With ``edit``, the page
-    has the path editor (:mod:`reshoot.viewer_path`; its preview ``preview_px`` across)."""
+    has the path editor (:mod:`reshoot.viewer.path`; its preview ``preview_px`` across)."""
     viser = require("viser", VISER_HINT)
     view = load_view(workspace_root) if view is None else view
     _check_port_free(host, port)
@@ -358,7 +358,7 @@ def start_viewer(workspace_root: Path | str, host: str = "127.0.0.1", port: int 
     try:
         viewer = Viewer(view, server, f"http://{display_host(host)}:{server.get_port()}", image_px)
         if edit:
-            from reshoot.viewer_path import PathEditor
+            from reshoot.viewer.path import PathEditor
 
             viewer.editor = PathEditor(viewer, preview_px=preview_px)
         return viewer

@@ -16,19 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from reshoot.evaluation import (localised_sample_view, sample_registration_errors, sample_truth_source,
+from reshoot.evaluation.scores import (localised_sample_view, sample_registration_errors, sample_truth_source,
                                 truth_view_path_config)
-from reshoot.export import ExportConfig, run_export
+from reshoot.evaluation.evaluate import ACTOR_FROM_SAMPLE, TruthPath, write_report
 from reshoot.footage import read_image
-from reshoot.guide import GuideConfig, load_shot_frames, run_guide
-from reshoot.ingest import IngestConfig, run_ingest
 from reshoot.localise import Localised
-from reshoot.plan import run_path
-from reshoot.reconstruct import ReconstructConfig, run_reconstruct
-from reshoot.refine.stage import RefineConfig, run_refine
-from reshoot.register import RegisterConfig, run_register
 from reshoot.sample import PRESETS, SampleShoot, make_sample_shoot
-from reshoot.validation import ACTOR_FROM_SAMPLE, TruthPath, write_report
+from reshoot.stages.export import ExportConfig, run_export
+from reshoot.stages.guide import GuideConfig, load_shot_frames, run_guide
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.path import run_path
+from reshoot.stages.reconstruct import ReconstructConfig, run_reconstruct
+from reshoot.stages.refine import RefineConfig, run_refine
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import StageResult, Workspace
 
 

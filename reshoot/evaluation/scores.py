@@ -155,7 +155,7 @@ def localised_sample_view(workspace_root: Path, shoot, role: str = "overhead") -
     """:func:`sample_truth_view` localised against the workspace's scene, remembered in
     ``WS/eval/<role>/placement.json`` for that scene (localising takes a minute on a CPU; a re-run must put the
     camera exactly where the last one did, or every stage after the path would run again)."""
-    from reshoot.reconstruct import load_scene
+    from reshoot.stages.reconstruct import load_scene
 
     root = Path(workspace_root)
     digest = json.loads((root / "reconstruct" / "manifest.json").read_text())["outputs_digest"]
@@ -174,7 +174,7 @@ def localised_sample_view(workspace_root: Path, shoot, role: str = "overhead") -
 
 
 def sample_truth_source(view: SampleTruthView) -> dict:
-    """Where a sample camera was placed, for a report's ``truth`` (``reshoot.validation.write_report``)."""
+    """Where a sample camera was placed, for a report's ``truth`` (``reshoot.evaluation.evaluate.write_report``)."""
     carried = "carried into the registered world by the similarity that aligns the set cameras and survey stills"
     if view.localised is None:
         return {"placed_by": carried}
@@ -197,13 +197,13 @@ def sample_actor_masks(shoot, role: str) -> np.ndarray | None:
 
 
 def truth_view_path_config(camera: Cameras, name: str = "overhead"):
-    """The overhead path settings (``reshoot.plan.PathConfig``) that rebuild a ground-truth camera (one, looking
+    """The overhead path settings (``reshoot.stages.path.PathConfig``) that rebuild a ground-truth camera (one, looking
     down): the point its axis meets one unit below it, its height above that point, its tilt, heading and roll, its
     lens and picture size. The rebuilt camera is the same camera (centre, axis and turn about the axis)."""
     import math
 
     from reshoot.path_builders import overhead_pose
-    from reshoot.plan import PathConfig
+    from reshoot.stages.path import PathConfig
 
     pose = camera.world_to_camera[0]
     eye, forward = camera.centers[0], pose[2, :3]

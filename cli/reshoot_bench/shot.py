@@ -10,15 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reshoot.evaluation import sample_truth_view, score_shot, truth_view_path_config
-from reshoot.guide import GuideConfig, run_guide
-from reshoot.ingest import IngestConfig, run_ingest
-from reshoot.plan import run_path
-from reshoot.reconstruct import ReconstructConfig, run_reconstruct
-from reshoot.refine.stage import RefineConfig, run_refine
-from reshoot.register import RegisterConfig, run_register
+from reshoot.evaluation.report import db_text, shot_verdict, ssim_text
+from reshoot.evaluation.scores import sample_truth_view, score_shot, truth_view_path_config
 from reshoot.sample import PRESETS, make_sample_shoot
-from reshoot.validation import db_text, shot_verdict, ssim_text
+from reshoot.stages.guide import GuideConfig, run_guide
+from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages.path import run_path
+from reshoot.stages.reconstruct import ReconstructConfig, run_reconstruct
+from reshoot.stages.refine import RefineConfig, run_refine
+from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import Workspace
 
 

@@ -170,3 +170,18 @@ def test_the_set_up_command_builds_quietly_when_built():
     done = subprocess.run([sys.executable, "-m", "reshoot.splat.build_kernels"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and done.stdout == "" and "Warning" not in done.stderr, done.stderr
+
+
+def test_a_build_lock_left_by_a_killed_build_is_removed_and_a_fresh_one_kept(tmp_path):
+    import os
+    import time
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    assert not K.clear_stale_lock(tmp_path)  # another process is building now
+    assert lock.exists()
+    old = time.time() - K.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(K.KernelWarning, match="never finished"):
+        assert K.clear_stale_lock(tmp_path)
+    assert not lock.exists() and not K.clear_stale_lock(tmp_path)

@@ -65,8 +65,32 @@ def build(verbose: bool = False) -> ModuleType:
 
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    clear_stale_lock(folder)
     return cpp_extension.load(name="reshoot_kernels", sources=[str(path) for path in SOURCES], build_directory=str(folder),
                               extra_cflags=FLAGS + ["-fopenmp"], extra_ldflags=["-fopenmp"], verbose=verbose)
+
+
+STALE_LOCK_S = 900.0
+"""A build lock older than this is a build that died (a build takes about half a minute; 15 minutes allows a slow,
+loaded machine): torch waits on its lock file for ever, so every later run would hang."""
+
+
+def clear_stale_lock(folder: Path, now: float | None = None) -> bool:
+    """Remove ``folder/lock`` left by a build that was killed (older than ``STALE_LOCK_S``), saying so; True if
+    removed. A fresh lock is another process building: left alone, and torch waits for it."""
+    import time
+
+    lock = Path(folder) / "lock"
+    try:
+        age = (time.time() if now is None else now) - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < STALE_LOCK_S:
+        return False
+    warnings.warn(f"removing {lock}: a kernel build left it {age / 60:.0f} minutes ago and never finished (killed?); "
+                  "building again", KernelWarning, stacklevel=2)
+    lock.unlink(missing_ok=True)
+    return True
 
 
 @functools.cache

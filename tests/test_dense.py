@@ -121,3 +121,58 @@ def test_bad_inputs_name_the_view_and_the_problem():
         dense_set_points(views[:1], sparse)
     with pytest.raises(ValueError, match=r"sparse_xyz must be \[N, 3\]"):
         dense_set_points(views, np.zeros((5, 2)))
+
+
+def _level_rig(height: float, seed: int = 3) -> list[DenseView]:
+    """Four level cameras 1 m above a textured floor at z = ``height``, 2.5 m out, looking down 25 degrees at the
+    middle; above the floor's edge (3 m out) they see a far backdrop."""
+    colour = _texture(np.random.default_rng(seed))
+    views = []
+    for k in range(4):
+        angle = 2 * np.pi * k / 4 + 0.3
+        eye = np.array([2.5 * np.cos(angle), 2.5 * np.sin(angle), height + 1.0])
+        pose = look_at(eye, (0.0, 0.0, height + 1.0 - 2.5 * np.tan(np.radians(25))), up=(0.0, 0.0, 1.0))
+        u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+        rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1) @ pose[:3, :3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            along = (height - eye[2]) / rays[..., 2]
+        points = eye + rays * along[..., None]
+        floor = (along > 0) & (np.hypot(points[..., 0], points[..., 1]) < 3.0)
+        backdrop = np.stack([0.5 + 0.4 * np.sin(9 * np.arctan2(rays[..., 1], rays[..., 0]))] * 3, -1)
+        image = np.where(floor[..., None], colour(np.nan_to_num(points[..., 0]), np.nan_to_num(points[..., 1])),
+                         backdrop)
+        views.append(DenseView(f"cam{k}", (image * 255).round().astype(np.uint8), K, pose))
+    return views
+
+
+def test_the_floor_under_a_level_rig_is_found_by_sweeping_it_when_stereo_and_ransac_miss_it():
+    from reshoot.splat.dense import _ground_plane, _rig_up, _working_view
+
+    for height in (0.0, -0.4):
+        views = [_working_view(v, 96) for v in _level_rig(height)]
+        up = _rig_up(views, 20.0)
+        assert up is not None and up[2] > 0.999
+        sparse = np.concatenate([np.random.default_rng(0).uniform(-1, 1, (40, 2)), np.full((40, 1), height)], 1)
+        depths = [np.zeros((H, W)) for _ in views]  # stereo found nothing
+        ground = _ground_plane([], sparse, views, depths, 2.5, CONFIG)
+        assert ground is not None and ground["swept"]
+        assert abs(-ground["offset"] - height) < 0.03, (height, ground["offset"], ground["agreement"])
+        assert ground["agreement"] > 0.5 and len(ground["members"]) > 1000
+        fitted = {"normal": np.array([0.0, 0.0, -1.0]), "offset": height}  # RANSAC found the floor already
+        assert _ground_plane([fitted], sparse, views, depths, 2.5, CONFIG) is None
+    rolled = _level_rig(0.0)
+    turn = np.array([[np.cos(0.6), -np.sin(0.6), 0, 0], [np.sin(0.6), np.cos(0.6), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    rolled = [replace(v, world_to_camera=turn @ v.world_to_camera) if k % 2 else v for k, v in enumerate(rolled)]
+    assert _rig_up([_working_view(v, 96) for v in rolled], 20.0) is None  # cameras rolled 34 degrees: no sweep
+
+
+def test_the_swept_floor_is_reported_and_fills_the_dense_set():
+    views = _level_rig(0.0)
+    blind = replace(CONFIG, planes=2, min_texture=1.0)  # stereo finds nothing, no sparse points: nothing to fit
+    dense = dense_set_points(views, np.zeros((0, 3)), blind)
+    assert dense.report["stereo_points"] == 0
+    (swept,) = dense.report["planes"]
+    assert swept["swept"] and abs(swept["offset"]) < 0.03 and swept["points"] > 500
+    floor = dense.xyz[dense.source == 1]
+    assert len(floor) == swept["points"] and np.abs(floor[:, 2]).max() < 0.03
+    assert not dense_set_points(views, np.zeros((0, 3)), replace(blind, ground=False)).report["planes"]

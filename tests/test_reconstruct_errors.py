@@ -5,6 +5,7 @@ be read or that another run wrote is set aside (kept) and training starts afresh
 from __future__ import annotations
 
 import shutil
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,12 +15,14 @@ from reshoot.cameras import Cameras, look_at
 from reshoot.sample import PRESETS, make_sample_shoot
 from reshoot.splat import data
 from reshoot.splat.data import SetStills, ShotFootage, check_downscale, load_shot_footage, normalised_times
+from reshoot.splat.dense import DenseConfig
 from reshoot.splat.init import InitConfig, initial_params
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
 from reshoot.splat.scene import DynamicScene, concat_params, make_params
 from reshoot.splat.train import Trainer
 from reshoot.splat.train_config import TrainConfig
 from reshoot.stages.ingest import IngestConfig, run_ingest
+from reshoot.stages import reconstruct
 from reshoot.stages.reconstruct import ReconstructConfig, ReconstructError, run_reconstruct
 from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import Workspace
@@ -175,6 +178,9 @@ def test_a_handful_of_sparse_points_is_refused_before_training_when_stereo_finds
     def train(*_args, **_kwargs):
         raise AssertionError("training started")
     monkeypatch.setattr(Trainer, "run", train)
+    with pytest.raises(AssertionError, match="training started"):  # the floor swept under the level rig: a set
+        run_reconstruct(copy, ReconstructConfig(stills=False, steps=2))
+    monkeypatch.setattr(reconstruct, "DenseConfig", partial(DenseConfig, ground=False))  # no floor found either
     with pytest.raises(ReconstructError) as err:  # no survey stills: stereo has only the three set cameras' plates
         run_reconstruct(copy, ReconstructConfig(stills=False, steps=2))
     message = str(err.value)

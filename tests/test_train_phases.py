@@ -190,6 +190,21 @@ def test_a_prop_hiding_the_actor_does_not_carve_its_hull():
     assert _carve(footage, masks, [0], actor, 1, depths)[0]  # behind b's prop: only a decides
 
 
+def test_registered_points_on_the_performance_are_told_from_the_set():
+    from reshoot.splat.init import on_performance
+
+    footage = _footage()
+    actor, wall = np.array([0.0, 0.0, 0.3]), np.array([0.4, -0.3, 0.0])
+    masks = np.zeros(footage.images.shape[:4], bool)
+    for c in range(2):  # at instant 2 both cameras see the actor move where it stands
+        u, v = footage.cameras.project(c, actor[None])[0][0]
+        masks[c, 2, int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3] = True
+    u, v = footage.cameras.project(0, wall[None])[0][0]
+    masks[0, 1, int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3] = True  # the set, passed in front of in one camera
+    assert on_performance(footage, masks, np.stack([actor, wall])).tolist() == [True, False]
+    assert not on_performance(footage, np.zeros_like(masks), np.stack([actor, wall])).any()
+
+
 def test_pseudo_views_sit_between_and_above_the_cameras_looking_at_the_set():
     cameras = _cameras(["a", "b"], [(0.0, -2.0, 1.5), (2.0, 0.2, 1.5)])
     floor = np.stack(np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41), [0.0]), -1).reshape(-1, 3)
@@ -320,3 +335,37 @@ def test_a_camera_the_set_cannot_explain_sits_out_the_performance_phase(capsys):
     trainer = Trainer(footage, scene, off, moving=np.zeros(footage.images.shape[:4], bool))
     trainer.run(until=3)
     assert trainer.sat_out == {}
+
+
+def test_the_performance_is_carved_again_without_a_camera_that_sat_out():
+    footage, scene = _filmed_rig(turn_deg=6.0)
+    old = make_params(torch.tensor([[0.0, 0.0, 0.3]]), torch.rand(1, 3), torch.full((1,), 0.1), 0,
+                      times=torch.tensor([0.5]), time_scale=0.5, opacity=0.5)
+    scene = DynamicScene(concat_params({k: v.detach() for k, v in scene.params.items()}, old), 0)
+    static = {k: v.detach().clone() for k, v in scene.params.items()}
+    fresh = make_params(torch.tensor([[0.1, 0.0, 0.2], [-0.1, 0.0, 0.2], [0.0, 0.1, 0.4]]), torch.rand(3, 3),
+                        torch.full((3,), 0.05), 0, times=torch.tensor([0.0, 0.5, 1.0]), time_scale=0.5, opacity=0.5)
+    asked = []
+
+    def recarve(sat_out):
+        asked.append(sat_out)
+        return fresh, [1, 0, 1, 1]
+
+    config = TrainConfig(steps=8, set_fraction=0.5, refine_start=100, lr_sh0=0.0, lr_means=0.0)
+    trainer = Trainer(footage, scene, config, moving=np.zeros(footage.images.shape[:4], bool), recarve=recarve)
+    trainer.run(until=4)
+    assert asked == [] and len(scene) == 901
+    trainer.step()  # the first step of the performance phase: d sits out, the hulls are carved without it
+    assert asked == [["d"]] and trainer.recarved == [1, 0, 1, 1]
+    p = scene.params
+    assert len(scene) == 903 and int(p["dynamic"].sum()) == 3
+    torch.testing.assert_close(p["means"][p["dynamic"] == 0].detach(), static["means"][:900])
+    for _ in range(3):  # the optimizers and gsplat's statistics follow the new rows
+        trainer.step()
+    assert all(len(opt.state[opt.param_groups[0]["params"][0]].get("exp_avg", p["means"])) == 903
+               for opt in trainer.optimizers.values())
+
+    footage, scene = _filmed_rig(turn_deg=0.0)  # nobody sits out: nothing is carved again
+    trainer = Trainer(footage, scene, config, moving=np.zeros(footage.images.shape[:4], bool), recarve=recarve)
+    trainer.run(until=6)
+    assert asked == [["d"]] and trainer.recarved is None

@@ -104,6 +104,20 @@ class DenseConfig:
     plane_min_agreement: float = 0.5
     """A plane is dropped whole if fewer than this fraction of its grid points seen by two or more views pass
     the colour test (a RANSAC plane through unrelated points)."""
+    plane_min_zncc: float = 0.2
+    """A fitted plane (and the swept floor) is kept only if the views' pictures of it line up: mean ZNCC of textured
+    windows at least this (:func:`_agreeing_planes`)..."""
+    plane_min_windows: int = 50
+    """... when at least this many textured windows tell (a plane too uniform to tell is kept)."""
+    ground: bool = True
+    """When no fitted plane is a floor under a level rig, sweep a horizontal plane below the cameras and add the
+    height where the views agree best on its colours (:func:`_ground_plane`): four low cameras far apart find
+    almost no stereo on a floor they see at a grazing angle, and the planes fitted are then the walls."""
+    ground_heights: int = 64
+    """Heights the floor sweep tries."""
+    level_rig_deg: float = 20.0
+    """The rig is level (and the floor search runs) when the views' down directions are within this of their mean
+    (all but a third of them: handheld stills tilt)."""
     ransac_iterations: int = 400
     seed: int = 0
 
@@ -179,17 +193,24 @@ def dense_set_points(views: list[DenseView], sparse_xyz: np.ndarray, config: Den
     # 4. plane prior
     start = time.perf_counter()
     scale = _scene_scale(depths, small, sparse_xyz)
-    planes, plane_xyz, plane_rgb = [], np.zeros((0, 3)), np.zeros((0, 3))
+    planes, dropped, plane_xyz, plane_rgb = [], [], np.zeros((0, 3)), np.zeros((0, 3))
     if config.planes > 0:
         support = np.concatenate([stereo_xyz, sparse_xyz])
         planes = _fit_planes(support, scale, config)
+        planes, dropped = _agreeing_planes(planes, small, config)
+        ground = _ground_plane(planes, support, small, depths, scale, config) if config.ground else None
+        if ground is not None:
+            planes.append(ground)
         plane_xyz, plane_rgb = _sample_planes(planes, support, small, depths, stereo_xyz, scale, config, progress)
     seconds["planes"] = time.perf_counter() - start
     report = {
         "views": len(views), "stereo_points": int(len(stereo_xyz)), "plane_points": int(len(plane_xyz)),
         "voxel_size": voxel, "scene_scale": scale, "seconds": seconds,
         "planes": [{"normal": p["normal"].tolist(), "offset": p["offset"], "inliers": p["inliers"],
-                    "points": p["points"]} for p in planes],
+                    "points": p["points"], "agreement": p.get("agreement"), **({"swept": True} if p.get("swept") else {})}
+                   for p in planes],
+        "planes_dropped": [{"normal": p["normal"].tolist(), "offset": p["offset"], "inliers": p["inliers"],
+                            "agreement": p["agreement"]} for p in dropped],
         "per_view": [{"name": v.name, "size": [int(v.gray.shape[1]), int(v.gray.shape[0])],
                       "depth_range": [float(r[0]), float(r[1])], "neighbours": [small[j].name for j in nb],
                       "families": len(fam),
@@ -541,6 +562,139 @@ def _fit_planes(points: np.ndarray, scale: float, config: DenseConfig) -> list[d
         planes.append({"normal": normal, "offset": offset, "inliers": int(inlier.sum()), "members": remaining[inlier]})
         remaining = remaining[~inlier]
     return planes
+
+
+def _agreeing_planes(planes: list[dict], views: list[_View], config: DenseConfig) -> tuple[list[dict], list[dict]]:
+    """The fitted planes the views agree on, and those dropped: each plane, over the box its inliers span, is seen
+    by every view as a picture (as :func:`_ground_plane` sweeps the floor); where the plane is a real surface the
+    textured windows line up between views. RANSAC through points scattered over a large room (a few hundred over
+    a dome's far walls) finds planes through the middle of it, which the views see through: their pictures do not
+    line up (mean ZNCC under ``plane_min_zncc`` over at least ``plane_min_windows`` textured windows). A plane too
+    uniform to tell keeps (its colours are still checked by :func:`_observe`)."""
+    kept, dropped = [], []
+    picked = [views[i] for i in np.unique(np.linspace(0, len(views) - 1, min(len(views), 8)).round().astype(int))]
+    for plane in planes:
+        normal = plane["normal"]
+        e1 = np.cross(normal, [1.0, 0, 0] if abs(normal[0]) < 0.9 else [0, 1.0, 0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(normal, e1)
+        flat = plane["members"] @ np.stack([e1, e2], 1)
+        lo, hi = np.percentile(flat, 1, axis=0), np.percentile(flat, 99, axis=0)
+        if not (hi - lo > 1e-9).all():
+            kept.append(plane)
+            continue
+        step = float(np.sqrt(np.prod(hi - lo) / 90_000))
+        a, b = np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step))
+        xyz = -plane["offset"] * normal + a.reshape(-1, 1) * e1 + b.reshape(-1, 1) * e2
+        plane["agreement"], windows = _sweep_agreement(xyz, a.shape, picked)
+        tell = windows >= config.plane_min_windows
+        (dropped if tell and plane["agreement"] < config.plane_min_zncc else kept).append(plane)
+    return kept, dropped
+
+
+def _ground_plane(planes: list[dict], support: np.ndarray, views: list[_View], depths: list[np.ndarray],
+                  scale: float, config: DenseConfig) -> dict | None:
+    """The floor under a level rig, when no fitted plane is one: a plane square to the rig's up direction
+    (:func:`_rig_up`), swept from below the lowest set points up to the cameras. At each height the plane inside
+    the cameras' ring is sampled on a grid and seen from every view as a picture of it; where the height is right
+    the views' pictures line up, so the height whose pictures agree best (the mean ZNCC of textured 7-cell windows,
+    over pairs of views) is the floor: a plane sweep for the one plane a set always has, with windows as large as
+    the grid, where stereo's small windows on a uniform floor find nothing. None if the rig is not level, a fitted
+    plane is the floor already, or no height lines the views up (mean ZNCC under 0.2). The plane's ``members``: its
+    grid points inside the ring two views see, for :func:`_plane_grid`."""
+    up = _rig_up(views, config.level_rig_deg)
+    if up is None:
+        return None
+    centres = np.array([v.centre for v in views])
+    top = float((centres @ up).min())  # the floor is below every camera
+    for plane in planes:  # a fitted plane square to up, below every camera, is the floor already
+        along = float(plane["normal"] @ up)
+        if abs(along) > np.cos(np.radians(20)) and -plane["offset"] / along < top:
+            return None
+    spatial = require("scipy.spatial", "pip install scipy")
+    e1 = np.cross(up, [1.0, 0, 0] if abs(up[0]) < 0.9 else [0, 1.0, 0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    flat = centres @ np.stack([e1, e2], 1)
+    lo, hi = flat.min(0), flat.max(0)
+    if not (hi - lo > 1e-9).all():
+        return None
+    step = float(np.sqrt(np.prod(hi - lo) / 90_000))
+    a, b = np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step))
+    cells = np.stack([a.ravel(), b.ravel()], 1)
+    ring = spatial.Delaunay(flat).find_simplex(cells) >= 0 if len(flat) >= 3 else np.ones(len(cells), bool)
+    heights = support @ up if len(support) >= 20 else np.array([top - scale])
+    low = min(float(np.percentile(heights, 0.5)), top) - 0.1 * scale
+    picked = [views[i] for i in np.unique(np.linspace(0, len(views) - 1, min(len(views), 8)).round().astype(int))]
+    tries = np.linspace(low, top, config.ground_heights)
+    scores = np.array([_sweep_agreement(h * up + cells[:, :1] * e1 + cells[:, 1:] * e2, a.shape, picked)[0]
+                       for h in tries])
+    best = int(np.argmax(scores))
+    if scores[best] < config.plane_min_zncc:
+        return None
+    top_lo = top_hi = best  # the peak is a plateau as wide as the views' pixels: take its middle
+    while top_lo > 0 and scores[top_lo - 1] >= 0.85 * scores[best]:
+        top_lo -= 1
+    while top_hi < len(tries) - 1 and scores[top_hi + 1] >= 0.85 * scores[best]:
+        top_hi += 1
+    weights = scores[top_lo:top_hi + 1]
+    height = float((tries[top_lo:top_hi + 1] * weights).sum() / weights.sum())
+    xyz = height * up + cells[:, :1] * e1 + cells[:, 1:] * e2
+    seen = sum(_project(v, xyz)[2].astype(int) for v in views) >= 2
+    members = xyz[seen & ring]
+    if len(members) < 3:
+        return None
+    return {"normal": up, "offset": -height, "inliers": 0, "members": members, "swept": True,
+            "agreement": float(scores[best])}
+
+
+def _sweep_agreement(xyz: np.ndarray, shape: tuple[int, int], views: list[_View], window: int = 7,
+                     min_std: float = 0.02) -> tuple[float, int]:
+    """How well ``views`` agree on a grid of plane points (``xyz`` [G, 3], a ``shape`` grid): the mean ZNCC over
+    every pair of views and every ``window``-cell window both see whole and both find textured (0: none), and how
+    many such windows there were."""
+    maps = []
+    for view in views:
+        uv, _, inside = _project(view, xyz)
+        cols = np.clip(uv[:, 0].astype(np.int64), 0, view.usable.shape[1] - 1)
+        rows = np.clip(uv[:, 1].astype(np.int64), 0, view.usable.shape[0] - 1)
+        seen = inside & view.usable[rows, cols]
+        grey = view.gray.numpy()[rows, cols]
+        maps.append((torch.as_tensor(np.where(seen, grey, 0).reshape(shape), dtype=torch.float32),
+                     torch.as_tensor(seen.reshape(shape), dtype=torch.float32)))
+    total, count = 0.0, 0
+    for i in range(len(maps)):
+        for j in range(i + 1, len(maps)):
+            (x, vx_), (y, vy_) = maps[i], maps[j]
+            both = vx_ * vy_
+            if both.sum() < window * window:
+                continue
+            stack = torch.stack([both, x * both, y * both, x * x * both, y * y * both, x * y * both])[:, None]
+            m, mx, my, xx, yy, xy = F.avg_pool2d(stack, window, 1)[:, 0]
+            whole = m > 0.999
+            var_x, var_y = (xx - mx * mx).clamp_min(0), (yy - my * my).clamp_min(0)
+            textured = whole & (var_x.sqrt() > min_std) & (var_y.sqrt() > min_std)
+            zncc = (xy - mx * my) / (var_x * var_y).clamp_min(1e-12).sqrt()
+            total += float(zncc[textured].sum())
+            count += int(textured.sum())
+    return (total / count if count else 0.0), count
+
+def _rig_up(views: list[_View], tolerance_deg: float) -> np.ndarray | None:
+    """The world's up direction if the rig is level (cameras tilted up or down but not rolled: each image's
+    right direction horizontal), else None. Up is the direction square to the views' right directions (with
+    three or more looking different ways), else their mean image-up; it must be within ``tolerance_deg`` of
+    square to the right directions of two thirds of the views."""
+    rights = np.array([v.pose[0, :3] for v in views])
+    downs = np.array([v.pose[1, :3] for v in views])
+    if len(views) < 2:
+        return None
+    _, singular, vt = np.linalg.svd(rights)
+    up = vt[-1] if len(views) >= 3 and singular[1] > 0.3 * singular[0] else -downs.mean(0)
+    up = up / max(np.linalg.norm(up), 1e-12)
+    if up @ -downs.mean(0) < 0:
+        up = -up
+    level = np.abs(rights @ up) < np.sin(np.radians(tolerance_deg))
+    return up if level.mean() >= 2 / 3 and up @ -downs.mean(0) > 0 else None
 
 
 def _sample_planes(planes: list[dict], support: np.ndarray, views: list[_View], depths: list[np.ndarray],

@@ -63,6 +63,7 @@ class InitReport:
     hull_region: list[list[float]]  # [[xmin, ymin, zmin], [xmax, ymax, zmax]]
     voxel_size: float
     moving_fraction: list[float]  # per camera: mean fraction of pixels moving
+    sparse_on_performance: int = 0  # register's points left out of the set: they lie in the performance
 
 
 def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.ndarray,
@@ -99,10 +100,25 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
         parts.append(surfel_params(dense[0], dense[1], config.sh_degree, config.dense_opacity, config.dense_width,
                                    config.dense_flatness))
         xyz = np.concatenate([xyz, dense[0]])
-    region, voxel = _hull_region(footage, masks, xyz, config, set_depths)
+    dynamic, counts, region, voxel = dynamic_params(footage, masks, xyz, config, set_depths)
+    parts.append(dynamic)
+    report = InitReport(static_report, counts, [list(map(float, region[0])), list(map(float, region[1]))],
+                        float(voxel), [float(m.mean()) for m in masks])
+    return concat_params(*parts), report
+
+
+def dynamic_params(footage: ShotFootage, masks: np.ndarray, set_xyz: np.ndarray, config: InitConfig = InitConfig(),
+                   set_depths: list[np.ndarray] | None = None
+                   ) -> tuple[dict[str, torch.Tensor], list[int], np.ndarray, float]:
+    """The performance's Gaussians: at each instant, up to ``config.dynamic_per_instant`` points of its visual hull
+    (the voxels every camera that sees them films as moving), carved in the box the set's points ``set_xyz`` span.
+
+    Returns the params, how many start at each instant, the hulls' box [[min], [max]] and the voxel size.
+    """
+    region, voxel = _hull_region(footage, masks, set_xyz, config, set_depths)
     rng = np.random.default_rng(config.seed)
     spacing = float(footage.times[1] - footage.times[0]) if len(footage.times) > 1 else 1.0
-    counts = []
+    parts, counts = [], []
     for t in range(len(footage.times)):
         points, colors = _instant_hull(footage, masks, t, region, config, set_depths)
         if len(points) > config.dynamic_per_instant:
@@ -116,9 +132,21 @@ def initial_params(footage: ShotFootage, points_xyz: np.ndarray, points_rgb: np.
                                      torch.full((n,), voxel * 0.7), config.sh_degree,
                                      times=torch.full((n,), float(footage.times[t])),
                                      time_scale=config.time_scale_frames * spacing, opacity=config.dynamic_opacity))
-    report = InitReport(static_report, counts, [list(map(float, region[0])), list(map(float, region[1]))],
-                        float(voxel), [float(m.mean()) for m in masks])
-    return concat_params(*parts), report
+    if not parts:
+        parts.append(make_params(torch.zeros((0, 3)), torch.zeros((0, 3)), torch.zeros((0,)), config.sh_degree,
+                                 times=torch.zeros((0,)), time_scale=config.time_scale_frames * spacing,
+                                 opacity=config.dynamic_opacity))
+    return concat_params(*parts), counts, region, float(voxel)
+
+
+def on_performance(footage: ShotFootage, masks: np.ndarray, points: np.ndarray,
+                   config: InitConfig = InitConfig()) -> np.ndarray:
+    """Which ``points`` [P, 3] lie in the performance at some instant (in the motion masks ``masks`` [C, T, H, W]
+    of every camera, at least ``config.hull_min_cameras``, that sees them then): register's points of what moved
+    (``--dynamic instants``), which are no part of the set.  # [P] bool"""
+    if not len(points) or not masks.any():
+        return np.zeros(len(points), bool)
+    return _carve(footage, masks, list(range(len(footage.times))), np.asarray(points, float), config.hull_min_cameras)
 
 
 def set_views(footage: ShotFootage, motion: np.ndarray, stills: SetStills | None = None,

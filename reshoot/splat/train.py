@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -71,13 +71,17 @@ class Trainer:
 
     def __init__(self, footage: ShotFootage, scene: DynamicScene, config: TrainConfig = TrainConfig(),
                  scene_scale: float = 1.0, stills: SetStills | None = None, moving: np.ndarray | None = None,
-                 priors: DepthPriors | None = None) -> None:
+                 priors: DepthPriors | None = None,
+                 recarve: Callable[[list[str]], tuple[dict[str, Tensor], list[int]]] | None = None) -> None:
         """
         Args:
             stills: registered stills of the empty set (survey), trained on in the set phase.
             moving: [C, T, H, W] bool, the footage's pixels that show the performance (the actor, its shadow):
                 left out of the set phase. None: every pixel is the set's.
             priors: the set's depth in every set camera and still (``reshoot.splat.priors``), from dense geometry.
+            recarve: given the cameras that sat out (``inconsistent_camera_db``), the performance's Gaussians carved
+                again without them, and how many start at each instant: their hulls replace the first ones (a
+                camera whose registration disagrees carves a limb away, or leaves a phantom one).
         """
         if moving is not None and moving.shape != footage.images.shape[:4]:
             raise ValueError(f"moving must have the footage's shape {list(footage.images.shape[:4])}, got "
@@ -86,6 +90,8 @@ class Trainer:
         self.stills = stills if stills is not None and len(stills) else None
         self.moving = moving
         self.priors = priors
+        self.recarve = recarve
+        self.recarved: list[int] | None = None  # the performance's Gaussians per instant, if carved again
         self._set_layers: dict[int, RenderOutput] = {}  # camera -> the frozen set's render (performance phase)
         self._bodies: tuple[Tensor, Tensor] | None = None  # the cameras' balls (centres, radii), measured once
         self._locked = [bool(np.allclose(footage.world_to_camera[c][footage.valid[c]],
@@ -161,6 +167,9 @@ class Trainer:
             self._prune_camera_bodies()
             self._freeze_set()
             self._sit_out_inconsistent()
+            if self.sat_out and self.recarve is not None:
+                params, self.recarved = self.recarve(sorted(self.sat_out))
+                self._replace_performance(params)
         view = self._next_view()
         device = self.scene.params["means"].device
         h, w = int(view.camera.image_size[0, 1]), int(view.camera.image_size[0, 0])
@@ -413,6 +422,26 @@ class Trainer:
                   f"pixels at {fit:.1f} dB, the rig's median camera at {median:.1f} dB, so its registration or lens "
                   f"disagrees with the other cameras. Check it in register's preview and re-register (more survey stills "
                   f"near it help), or leave it out with --holdout {camera_id}")
+
+    @torch.no_grad()
+    def _replace_performance(self, params: dict[str, Tensor]) -> None:
+        """The dynamic Gaussians replaced by ``params`` (fresh: no Adam momentum, no densification statistics)."""
+        from gsplat.strategy.ops import _update_param_with_optimizer, remove
+
+        p = self.scene.params
+        remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=p["dynamic"] > 0)
+        n = len(params["means"])
+
+        def grow(value: Tensor) -> Tensor:
+            return torch.cat([value, value.new_zeros((n, *value.shape[1:]))])
+
+        _update_param_with_optimizer(
+            lambda name, q: torch.nn.Parameter(torch.cat([q, params[name].to(q.device, q.dtype)]),
+                                               requires_grad=q.requires_grad),
+            lambda key, value: grow(value), p, self.optimizers)
+        for key, value in self.strategy_state.items():
+            if isinstance(value, Tensor):
+                self.strategy_state[key] = grow(value)
 
     def _schedule_means_lr(self) -> None:
         """Positions' (and motions') learning rates decay exponentially to 1 % over each phase (3DGS's schedule)."""

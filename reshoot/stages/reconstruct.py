@@ -32,7 +32,8 @@ from reshoot.progress import track
 from reshoot.splat.data import (SetStills, ShotFootage, check_downscale, load_set_stills, load_shot_footage,
                                 registered_rig)
 from reshoot.splat.dense import DenseConfig, DenseSet, dense_set_points
-from reshoot.splat.init import InitConfig, initial_params, motion_masks, performance_masks, set_views
+from reshoot.splat.init import (InitConfig, dynamic_params, initial_params, motion_masks, on_performance,
+                                performance_masks, set_views)
 from reshoot.splat.ply import write_splats_ply
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
 from reshoot.splat.priors import depth_priors
@@ -167,7 +168,7 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
                    dense=_dense_summary(dense.report) if dense is not None else None,
                    set_scan=_scan_summary(setup.scan) if setup.scan is not None else None,
                    training_steps=trainer.step_idx, resumed_from_step=trainer.resumed_from,
-                   sat_out=trainer.sat_out,
+                   sat_out=trainer.sat_out, recarved_per_instant=trainer.recarved,
                    final_train_psnr_db=float(np.mean([h["psnr"] for h in history[-4:]])) if history else None)
     if config.holdout:
         with ctx.timer("holdout"):
@@ -211,6 +212,8 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
         stills = load_set_stills(root, max_width=width) if config.stills else None
     init = InitConfig(sh_degree=config.sh_degree, dynamic_per_instant=config.dynamic_per_instant, seed=config.seed)
     motion = motion_masks(footage, init.motion_threshold)
+    moved = on_performance(footage, motion, xyz, init)  # what moved (register --dynamic instants) is not the set
+    xyz, rgb = xyz[~moved], rgb[~moved]
     dense, scan, points = None, None, None
     if config.set_scan is not None:  # first: a bad scan is reported before minutes of stereo
         with timer("set_scan"):
@@ -232,9 +235,24 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
     with timer("init"):
         params, report = initial_params(footage, xyz, rgb, init, masks=motion, dense=points,
                                         set_depths=priors.cameras if priors is not None else None)
+    report = replace(report, sparse_on_performance=int(moved.sum()))
     scene = DynamicScene(params, config.sh_degree).to(device)
-    trainer = Trainer(footage, scene, train, scene_scale=_scene_scale(footage),
-                      stills=stills, moving=performance_masks(motion), priors=priors)
+    set_xyz = xyz if points is None else np.concatenate([xyz, points[0]])
+    set_depths = priors.cameras if priors is not None else None
+
+    def recarve(sat_out: list[str]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The performance's Gaussians carved again by the cameras that did not sit out."""
+        keep = [c for c, camera_id in enumerate(footage.camera_ids) if camera_id not in sat_out]
+        rest = footage
+        for camera_id in sat_out:
+            rest = rest.without(camera_id)
+        with timer("recarve"):
+            dynamic, counts, _, _ = dynamic_params(rest, motion[keep], set_xyz, init,
+                                                   None if set_depths is None else [set_depths[c] for c in keep])
+        return dynamic, counts
+
+    trainer = Trainer(footage, scene, train, scene_scale=_scene_scale(footage), stills=stills,
+                      moving=performance_masks(motion), priors=priors, recarve=recarve)
     return TrainingSetup(trainer, footage, full, stills, dense, report, scan)
 
 

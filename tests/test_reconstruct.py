@@ -215,6 +215,8 @@ def test_mcmc_training_on_cpu_grows_by_five_percent_and_learns(registered):
     assert ReconstructConfig().train_config("cuda").strategy == "mcmc"
     assert ReconstructConfig().train_config("cpu").strategy == "default"
     assert ReconstructConfig(strategy="mcmc").train_config("cpu").strategy == "mcmc"
+    half = ReconstructConfig(steps=1200, preset="fast").train_config("cpu")
+    assert (half.refine_start, half.set_refine_every) == (112, 0)  # the thin set's schedule is off (trainer docs)
 
 
 def test_a_set_scan_is_aligned_to_the_registered_world_and_starts_the_set(registered, tmp_path):
@@ -259,3 +261,4 @@ def test_bench_times_a_training_step_with_the_kernels_and_the_twin(registered):
     if composite_kernels() is not None:
         assert "compiled" in rows[0]["result"] and "self CPU time" in rows[2]["benchmark"]
         assert rows[2]["result"].count("%") == 5
+

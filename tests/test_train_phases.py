@@ -4,6 +4,8 @@ by two cameras, a few Gaussians on it, one floater above it and one dynamic Gaus
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -369,3 +371,43 @@ def test_the_performance_is_carved_again_without_a_camera_that_sat_out():
     trainer = Trainer(footage, scene, config, moving=np.zeros(footage.images.shape[:4], bool), recarve=recarve)
     trainer.run(until=6)
     assert asked == [["d"]] and trainer.recarved is None
+
+
+def test_a_thin_set_densifies_at_its_own_interval_and_the_performance_at_the_usual_one(monkeypatch):
+    footage = _footage()
+    scene = DynamicScene(_params(), 0)
+    config = TrainConfig(steps=40, set_fraction=0.5, refine_start=15, refine_stop=40, refine_every=10,
+                         set_refine_every=4, set_refine_start=2, thin_set=1.0)  # 61 static Gaussians: thin for 48x32-pixel views
+    trainer = Trainer(footage, scene, config)
+    refined = []  # (step, the start and interval gsplat's strategy was given)
+    monkeypatch.setattr(trainer, "_prune_big", lambda: refined.append((
+        trainer.step_idx, trainer.strategy.refine_start_iter, trainer.strategy.refine_every)) or 0)
+    trainer.run()
+    assert refined == [(4, 2, 4), (8, 2, 4), (12, 2, 4), (16, 2, 4), (20, 15, 10), (30, 15, 10)]
+    trainer = Trainer(footage, DynamicScene(_params(), 0), replace(config, thin_set=0.01))  # 15 Gaussians: not thin
+    assert not trainer.set_is_thin and trainer.refine_schedule == (15, 10)
+    with pytest.raises(ValueError, match="set_refine_every"):
+        TrainConfig(set_refine_every=-1)
+
+
+def test_a_static_gaussian_the_actor_was_seen_behind_is_removed_when_the_performance_starts():
+    footage = _footage()
+    eye = np.array([0.0, -2.0, 1.5])  # camera "a"
+    actor = np.array([0.0, 0.0, 0.3])
+    floater = eye + 0.6 * (actor - eye)  # on camera a's ray to the actor, well in front of it
+    static = make_params(torch.as_tensor(np.concatenate([_params()["means"][:60].numpy(), floater[None]])),
+                         torch.rand(61, 3), torch.full((61,), 0.08), 0, opacity=0.5)
+    dynamic = make_params(torch.as_tensor(actor[None]), torch.rand(1, 3), torch.full((1,), 0.2), 0,
+                          times=torch.tensor([0.5]), time_scale=10.0, opacity=0.99)  # drawn at every instant
+    scene = DynamicScene(concat_params(static, dynamic), 0)
+    moving = np.ones(footage.images.shape[:4], bool)
+    config = TrainConfig(steps=4, set_fraction=0.5, refine_start=100, performance_instants=4)
+    trainer = Trainer(footage, scene, config, moving=moving)
+    trainer.run()
+    assert trainer.pruned_before_performance == 1
+    kept = scene.params["means"][scene.params["dynamic"] == 0].detach().numpy()
+    assert len(kept) == 60 and np.linalg.norm(kept - floater, axis=1).min() > 0.1  # the floor stays, the floater goes
+    off = Trainer(footage, DynamicScene(concat_params(static, dynamic), 0), replace(config, performance_instants=0),
+                  moving=moving)
+    off.run()
+    assert off.pruned_before_performance == 0 and int((off.scene.params["dynamic"] == 0).sum()) == 61

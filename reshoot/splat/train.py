@@ -92,6 +92,7 @@ class Trainer:
         self.priors = priors
         self.recarve = recarve
         self.recarved: list[int] | None = None  # the performance's Gaussians per instant, if carved again
+        self.pruned_before_performance = 0  # static Gaussians the performance was seen behind (_prune_seen_behind)
         self._set_layers: dict[int, RenderOutput] = {}  # camera -> the frozen set's render (performance phase)
         self._bodies: tuple[Tensor, Tensor] | None = None  # the cameras' balls (centres, radii), measured once
         self._locked = [bool(np.allclose(footage.world_to_camera[c][footage.valid[c]],
@@ -117,6 +118,9 @@ class Trainer:
         self.set_pairs = self.pairs[[masked[c] for c, _ in self.pairs]] if len(self.pairs) else self.pairs
         if len(self.set_pairs) == 0 and self.stills is None:
             self.set_steps = 0  # nothing shows the set alone: one phase, as set_fraction 0
+        sizes = [footage.cameras.image_size[c] for c in np.unique(self.set_pairs[:, 0])] if len(self.set_pairs) else []
+        sizes += list(self.stills.cameras.image_size) if self.stills is not None else []
+        self._set_view_pixels = max((int(w) * int(h) for w, h in sizes), default=0)  # the set's largest view
         self.history: list[dict] = []
         self.sat_out: dict[str, dict[str, float]] = {}  # camera id -> its set fit and the rig's median (dB)
         self.resumed_from: int | None = None  # the step a checkpoint resumed training at (None: from the start)
@@ -135,6 +139,24 @@ class Trainer:
     @property
     def in_set_phase(self) -> bool:
         return self.step_idx < self.set_steps
+
+    @property
+    def refine_schedule(self) -> tuple[int, int]:
+        """When to densify and prune now, (after this step, every this many): ``set_refine_start`` and
+        ``set_refine_every`` while the set phase's set is thin, else ``refine_start`` and ``refine_every``."""
+        cfg = self.config
+        if self.in_set_phase and cfg.set_refine_every and self.set_is_thin:
+            return cfg.set_refine_start, cfg.set_refine_every
+        return cfg.refine_start, cfg.refine_every
+
+    def _refine_step(self) -> bool:
+        start, every = self.refine_schedule
+        return start < self.step_idx < self.config.refine_stop and self.step_idx % every == 0
+
+    @property
+    def set_is_thin(self) -> bool:
+        """Whether the set has fewer static Gaussians than ``thin_set`` times the pixels of its largest view."""
+        return int((self.scene.params["dynamic"] == 0).sum()) < self.config.thin_set * self._set_view_pixels
 
     def _random(self, n: int) -> int:
         return int(torch.randint(n, (1,), generator=self.generator))
@@ -164,6 +186,7 @@ class Trainer:
             self._prune_camera_bodies()
         if self.step_idx == self.set_steps and self.set_steps > 0:
             self._prune_free_space()
+            self.pruned_before_performance = self._prune_seen_behind()
             self._prune_camera_bodies()
             self._freeze_set()
             self._sit_out_inconsistent()
@@ -215,7 +238,7 @@ class Trainer:
         """gsplat's strategy over all Gaussians, from the rasterizer's meta over the visible ones."""
         if self.config.strategy == "mcmc":
             cfg = self.config
-            if cfg.refine_start < self.step_idx < cfg.refine_stop and self.step_idx % cfg.refine_every == 0:
+            if self._refine_step():
                 self._kill_big()  # MCMC relocates dead Gaussians in this very step
             lr = self.optimizers["means"].param_groups[0]["lr"]
             self.strategy.step_post_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx,
@@ -233,10 +256,11 @@ class Trainer:
             packed.grad[self.scene.params["dynamic"][visible[drawn]] == 0] = 0
         info = {"means2d": packed, "radii": radii[drawn], "gaussian_ids": visible[drawn], "width": meta["width"],
                 "height": meta["height"], "n_cameras": 1}
+        self.strategy.refine_start_iter, self.strategy.refine_every = self.refine_schedule  # gsplat reads its own
         self.strategy.step_post_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx,
                                          info, packed=True)
         cfg = self.config
-        if cfg.refine_start < self.step_idx < cfg.refine_stop and self.step_idx % cfg.refine_every == 0:
+        if self._refine_step():
             self._prune_big()
             if self.in_set_phase:
                 self._prune_free_space()
@@ -369,6 +393,35 @@ class Trainer:
         return int(prune.sum())
 
     @torch.no_grad()
+    def _prune_seen_behind(self) -> int:
+        """Remove static Gaussians the set cameras saw the performance behind (``performance_instants``)."""
+        from gsplat.strategy.ops import remove
+
+        cfg = self.config
+        if cfg.performance_instants <= 0 or self.moving is None or cfg.free_space_views <= 0:
+            return 0
+        views = []
+        for c in range(len(self.footage.camera_ids)):
+            valid = np.flatnonzero(self.footage.valid[c])
+            if not self._locked[c] or not len(valid):
+                continue
+            for t in valid[np.unique(np.linspace(0, len(valid) - 1, min(cfg.performance_instants, len(valid)))
+                                     .round().astype(int))]:
+                camera = self.footage.camera_at(c, t)
+                h, w = int(camera.image_size[0, 1]), int(camera.image_size[0, 0])
+                out = render(self.scene, camera, float(self.footage.times[t]), part="dynamic")
+                drawn = torch.as_tensor(self.moving[c, t][:h, :w], device=out.alpha.device) & (out.alpha > 0.5)
+                if drawn.any():
+                    views.append((self.footage.cameras.K[c], self.footage.world_to_camera[c, t],
+                                  torch.where(drawn, out.depth, 0.0).cpu().numpy()))
+        p = self.scene.params
+        prune = (seen_through(p["means"].detach(), views, cfg.free_space_margin) >= cfg.free_space_views) \
+            & (p["dynamic"] == 0)
+        if prune.any():
+            remove(params=p, optimizers=self.optimizers, state=self.strategy_state, mask=prune)
+        return int(prune.sum())
+
+    @torch.no_grad()
     def _freeze_set(self) -> None:
         """From the performance phase on, the set's Gaussians keep what the set phase taught them: their Adam
         momentum is cleared, and Adam steps only the performance's rows (``_adam_step``)."""
@@ -492,7 +545,8 @@ class Trainer:
                 "strategy_state": self.strategy_state, "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids}
+                "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids,
+                "pruned_before_performance": self.pruned_before_performance, "recarved": self.recarved}
 
     def resume(self, checkpoint: Path) -> bool:
         """Load ``checkpoint`` if there is one, saying so on stderr; return whether training resumes from it.
@@ -566,6 +620,7 @@ class Trainer:
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
         self.step_idx, self.history = state["step"], list(state["history"])
+        self.pruned_before_performance, self.recarved = state.get("pruned_before_performance", 0), state.get("recarved")
 
 
 def _is_checkpoint(state: object) -> bool:

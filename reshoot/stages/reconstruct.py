@@ -139,6 +139,7 @@ class ReconstructConfig:
         scale = self.steps / base.steps
         # rounded up, not down: a few steps (--steps 1 or 2) would stop densifying before the performance phase
         return replace(base, steps=self.steps, refine_start=int(base.refine_start * scale),
+                       set_refine_start=int(base.set_refine_start * scale),
                        refine_stop=-(-base.refine_stop * self.steps // base.steps),
                        sh_degree_every=max(1, int(base.sh_degree_every * scale)),
                        checkpoint_every=max(50, min(base.checkpoint_every, self.steps // 4)))
@@ -169,6 +170,7 @@ def _reconstruct(ctx: StageContext, config: ReconstructConfig) -> dict[str, Any]
                    set_scan=_scan_summary(setup.scan) if setup.scan is not None else None,
                    training_steps=trainer.step_idx, resumed_from_step=trainer.resumed_from,
                    sat_out=trainer.sat_out, recarved_per_instant=trainer.recarved,
+                   pruned_before_performance=trainer.pruned_before_performance,
                    final_train_psnr_db=float(np.mean([h["psnr"] for h in history[-4:]])) if history else None)
     if config.holdout:
         with ctx.timer("holdout"):

@@ -63,7 +63,7 @@ def _floor_views(seed: int = 0, blank=None, count: int = 4) -> tuple[list[DenseV
 def test_stereo_depth_matches_the_plane(with_sparse):
     views, truth, sparse = _floor_views()
     # without sparse points the range comes from the camera layout (0.3x-3x): wider, so more planes
-    config = replace(CONFIG, planes=0, depth_planes=48 if with_sparse else 160)
+    config = replace(CONFIG, planes=0, depth_planes=48 if with_sparse else 160, backdrop=False)
     dense = dense_set_points(views, sparse if with_sparse else np.zeros((0, 3)), config)
     for view, true_depth in zip(views, truth):
         depth = dense.depths[view.name]
@@ -75,7 +75,7 @@ def test_stereo_depth_matches_the_plane(with_sparse):
     assert (dense.source == 0).all() and len(dense.xyz) > 1000
     assert np.percentile(np.abs(dense.xyz[:, 2]), 95) < 0.05  # every stereo point near the floor
     assert dense.rgb.min() >= 0 and dense.rgb.max() <= 1
-    assert set(dense.report["seconds"]) == {"prepare", "stereo", "fusion", "planes"}
+    assert set(dense.report["seconds"]) == {"prepare", "stereo", "fusion", "planes", "backdrop"}
 
 
 def test_plane_prior_recovers_the_floor_and_fills_a_textureless_patch():
@@ -176,3 +176,44 @@ def test_the_swept_floor_is_reported_and_fills_the_dense_set():
     floor = dense.xyz[dense.source == 1]
     assert len(floor) == swept["points"] and np.abs(floor[:, 2]).max() < 0.03
     assert not dense_set_points(views, np.zeros((0, 3)), replace(blind, ground=False)).report["planes"]
+
+
+def test_what_nothing_explains_starts_on_the_backdrop_beyond_the_rig_never_in_the_middle():
+    views = _level_rig(0.0)  # the floor out to 3 m; above its edge, a backdrop no stereo finds (uniform rows)
+    blind = replace(CONFIG, min_texture=1.0)  # stereo finds nothing: the swept floor, then the backdrop
+    dense = dense_set_points(views, np.zeros((0, 3)), blind)
+    back, colour = dense.xyz[dense.source == 2], dense.rgb[dense.source == 2]
+    assert dense.report["backdrop_points"] == len(back) > 500
+    middle = np.array([0.0, 0.0, 1.0])  # the cameras' centroid; the farthest camera 2.5 m from it
+    distance = np.linalg.norm(back - middle, axis=1)
+    assert distance.min() > 2.5 * 1.1 - 1e-6 and back[:, 2].min() > -0.03  # beyond the rig, never under the floor
+    assert np.abs(colour - colour.mean(1, keepdims=True)).max() < 0.02  # the grey backdrop's pixels, not the floor's
+    floor_only = dense_set_points(views, np.zeros((0, 3)), replace(blind, backdrop=False))
+    assert floor_only.report["backdrop_points"] == 0 and (floor_only.source < 2).all()
+
+
+def test_a_rig_looking_down_puts_its_unexplained_pixels_on_the_floor_not_in_front_of_it():
+    views, _, sparse = _floor_views()  # four cameras 2.5 m up, 1 m out: the sphere round them ends 1.1 m away
+    dense = dense_set_points(views, sparse, CONFIG)
+    back = dense.xyz[dense.source == 2]
+    assert len(back) and np.abs(back[:, 2]).max() < 0.02  # the image edges no other view sees: on the floor plane
+    no_plane = dense_set_points(views, sparse, replace(CONFIG, planes=0)).xyz
+    assert np.percentile(no_plane[:, 2], 1) > -0.05 and no_plane[:, 2].max() < 0.5  # no plane: near it, not at 1.4 m
+
+
+def test_the_floor_no_view_pictures_inside_the_ring_is_filled_with_the_floor_colour_seen():
+    views = _level_rig(0.0)  # the cameras look down 25 degrees: the floor under and behind each one is unseen
+    blind = replace(CONFIG, min_texture=1.0)
+    dense = dense_set_points(views, np.zeros((0, 3)), blind)
+    (floor,) = dense.report["planes"]
+    assert floor["swept"] and floor["unseen_filled"] > 100
+    points = dense.xyz[dense.source == 1]
+    assert np.abs(points[:, 2]).max() < 0.03
+    from scipy.spatial import cKDTree
+    ring = np.stack(np.meshgrid(np.linspace(-2.7, 2.7, 28), np.linspace(-2.7, 2.7, 28)), -1).reshape(-1, 2)
+    ring = ring[np.hypot(ring[:, 0], ring[:, 1]) < 2.7]  # the cameras' ring (2.5 m) and a tenth beyond
+    gap, _ = cKDTree(points[:, :2]).query(ring)
+    assert gap.max() < 0.1  # the whole ring has floor, seen or not
+    unfilled = dense_set_points(views, np.zeros((0, 3)), replace(blind, floor_fill=False))
+    gap, _ = cKDTree(unfilled.xyz[unfilled.source == 1][:, :2]).query(ring)
+    assert gap.max() > 0.3 and "unseen_filled" not in unfilled.report["planes"][0]

@@ -113,11 +113,28 @@ class DenseConfig:
     """When no fitted plane is a floor under a level rig, sweep a horizontal plane below the cameras and add the
     height where the views agree best on its colours (:func:`_ground_plane`): four low cameras far apart find
     almost no stereo on a floor they see at a grazing angle, and the planes fitted are then the walls."""
+    floor_fill: bool = True
+    """Fill the floor inside the cameras' ring where no view's picture reaches (low cameras see the floor only far
+    off) with the colour of the floor they do see (:func:`_unseen_floor`)."""
     ground_heights: int = 64
     """Heights the floor sweep tries."""
     level_rig_deg: float = 20.0
     """The rig is level (and the floor search runs) when the views' down directions are within this of their mean
     (all but a third of them: handheld stills tilt)."""
+    backdrop: bool = True
+    """Where neither stereo nor a plane explains a view's pixel of the set, start a point where the pixel's ray
+    leaves the set (:func:`_backdrop`): a set camera stands at the set's edge, so what it sees beyond the action is
+    at least as far as the rig's far side. Otherwise the training grows that wall wherever it fits the one view
+    that sees it, in the middle of the set, and a camera above sees it as fog."""
+    backdrop_margin: float = 1.1
+    """The backdrop is the sphere round the views' centroid this many times as wide as the farthest view."""
+    backdrop_stride: int = 2
+    """One backdrop point per this many working pixels (each way)."""
+    backdrop_hole_px: int = 9
+    """A view's pixels within half this (working pixels) of one that stereo or a plane explains are a hole in that
+    surface, not backdrop."""
+    backdrop_points: int = 40_000
+    """At most this many backdrop points (merged on a voxel grid)."""
     ransac_iterations: int = 400
     seed: int = 0
 
@@ -128,7 +145,7 @@ class DenseSet:
 
     xyz: np.ndarray  # [P, 3] world
     rgb: np.ndarray  # [P, 3] float in [0, 1]
-    source: np.ndarray  # [P] int8: 0 stereo, 1 plane
+    source: np.ndarray  # [P] int8: 0 stereo, 1 plane, 2 backdrop
     depths: dict[str, np.ndarray]  # view name -> [h, w] filtered depth map at the working resolution (0: none)
     report: dict  # counts, planes found (normal, offset, inliers), seconds per step
 
@@ -162,7 +179,7 @@ def dense_set_points(views: list[DenseView], sparse_xyz: np.ndarray, config: Den
         config: stereo, fusion and plane-prior settings.
         progress: wraps long loops, ``progress(items, description)``; default :func:`reshoot.progress.track`.
     Returns:
-        a :class:`DenseSet`: stereo points (source 0) then plane points (source 1).
+        a :class:`DenseSet`: stereo points (source 0), plane points (source 1), then backdrop points (source 2).
     """
     sparse_xyz = _check_inputs(views, sparse_xyz, config)
     progress = progress or track
@@ -203,11 +220,18 @@ def dense_set_points(views: list[DenseView], sparse_xyz: np.ndarray, config: Den
             planes.append(ground)
         plane_xyz, plane_rgb = _sample_planes(planes, support, small, depths, stereo_xyz, scale, config, progress)
     seconds["planes"] = time.perf_counter() - start
+    # 5. the backdrop: what no view's stereo or plane explains, where the ray leaves the set
+    start = time.perf_counter()
+    back_xyz, back_rgb = np.zeros((0, 3)), np.zeros((0, 3))
+    if config.backdrop:
+        back_xyz, back_rgb = _backdrop(small, depths, np.concatenate([stereo_xyz, plane_xyz]), planes, config)
+    seconds["backdrop"] = time.perf_counter() - start
     report = {
         "views": len(views), "stereo_points": int(len(stereo_xyz)), "plane_points": int(len(plane_xyz)),
-        "voxel_size": voxel, "scene_scale": scale, "seconds": seconds,
+        "backdrop_points": int(len(back_xyz)), "voxel_size": voxel, "scene_scale": scale, "seconds": seconds,
         "planes": [{"normal": p["normal"].tolist(), "offset": p["offset"], "inliers": p["inliers"],
-                    "points": p["points"], "agreement": p.get("agreement"), **({"swept": True} if p.get("swept") else {})}
+                    "points": p["points"], "agreement": p.get("agreement"), **({"swept": True} if p.get("swept") else {}),
+                    **({"unseen_filled": p["unseen_filled"]} if "unseen_filled" in p else {})}
                    for p in planes],
         "planes_dropped": [{"normal": p["normal"].tolist(), "offset": p["offset"], "inliers": p["inliers"],
                             "agreement": p["agreement"]} for p in dropped],
@@ -217,9 +241,10 @@ def dense_set_points(views: list[DenseView], sparse_xyz: np.ndarray, config: Den
                       "raw_fraction": float((d > 0).mean()), "kept_fraction": float((k > 0).mean())}
                      for v, r, nb, fam, d, k in zip(small, ranges, neighbours, families, raw, depths)],
     }
-    return DenseSet(np.concatenate([stereo_xyz, plane_xyz]).astype(np.float64),
-                    np.concatenate([stereo_rgb, plane_rgb]).clip(0, 1).astype(np.float32),
-                    np.concatenate([np.zeros(len(stereo_xyz), np.int8), np.ones(len(plane_xyz), np.int8)]),
+    return DenseSet(np.concatenate([stereo_xyz, plane_xyz, back_xyz]).astype(np.float64),
+                    np.concatenate([stereo_rgb, plane_rgb, back_rgb]).clip(0, 1).astype(np.float32),
+                    np.concatenate([np.zeros(len(stereo_xyz), np.int8), np.ones(len(plane_xyz), np.int8),
+                                    np.full(len(back_xyz), 2, np.int8)]),
                     {v.name: d for v, d in zip(small, depths)}, report)
 
 
@@ -711,12 +736,67 @@ def _sample_planes(planes: list[dict], support: np.ndarray, views: list[_View], 
             near, _ = tree.query(grid, distance_upper_bound=spacing)
             grid = grid[~np.isfinite(near)]
         xyz, rgb = _observe(grid, views, depths, config)
+        if config.floor_fill and _is_floor(plane, views, config):
+            fill_xyz, fill_rgb = _unseen_floor(plane, xyz, rgb, views, depths, spacing, config.backdrop_margin,
+                                               config.plane_occlusion_rel)
+            plane["unseen_filled"] = int(len(fill_xyz))
+            xyz, rgb = np.concatenate([xyz, fill_xyz]), np.concatenate([rgb, fill_rgb])
         plane["points"] = int(len(xyz))
         out_xyz.append(xyz)
         out_rgb.append(rgb)
     for plane in planes:
         plane.pop("members", None)
     return np.concatenate(out_xyz), np.concatenate(out_rgb)
+
+
+def _is_floor(plane: dict, views: list[_View], config: DenseConfig) -> bool:
+    """Whether ``plane`` is the floor under a level rig: square to its up direction (within 20 degrees), below every
+    view."""
+    up = _rig_up(views, config.level_rig_deg)
+    if up is None:
+        return False
+    along = float(plane["normal"] @ up)
+    top = min(float(v.centre @ up) for v in views)
+    return abs(along) > np.cos(np.radians(20)) and -plane["offset"] / along < top
+
+
+def _unseen_floor(plane: dict, seen_xyz: np.ndarray, seen_rgb: np.ndarray, views: list[_View],
+                  depths: list[np.ndarray], spacing: float, margin: float,
+                  tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid points on the floor inside the views' ring (the disc round their centres seen from above, ``margin``
+    times as wide as the farthest, as :func:`_backdrop`'s sphere) that no view's
+    picture holds at all, coloured as the floor the views do see (the median colour of ``seen_rgb``): cameras
+    mounted low and level see the floor only far off, and the middle of the set, which a camera above sees most,
+    would otherwise be empty (black). Nothing when fewer than 20 floor points were seen (no colour to give)."""
+    if len(seen_xyz) < 20:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    normal = plane["normal"]
+    e1 = np.cross(normal, [1.0, 0, 0] if abs(normal[0]) < 0.9 else [0, 1.0, 0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(normal, e1)
+    origin = -plane["offset"] * normal
+    flat = (np.array([v.centre for v in views]) - origin) @ np.stack([e1, e2], 1)
+    middle = flat.mean(0)
+    radius = margin * float(np.linalg.norm(flat - middle, axis=1).max())
+    if len(flat) < 3 or radius <= 1e-9:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    spacing = max(spacing, float(np.sqrt(np.pi * radius * radius / 4e6)))  # a few million cells at most
+    a, b = np.meshgrid(np.arange(-radius, radius, spacing), np.arange(-radius, radius, spacing))
+    cells = middle + np.stack([a.ravel(), b.ravel()], 1)
+    cells = cells[np.linalg.norm(cells - middle, axis=1) < radius]
+    xyz = origin + cells[:, :1] * e1 + cells[:, 1:] * e2
+    spatial = require("scipy.spatial", "pip install scipy")
+    near, _ = spatial.cKDTree(seen_xyz).query(xyz, distance_upper_bound=1.5 * spacing)
+    xyz = xyz[~np.isfinite(near)]  # where the views agree on the floor, their points are there already
+    empty = np.zeros(len(xyz), bool)
+    for view, depth in zip(views, depths):  # a view whose stereo saw beyond the floor there: no floor (a pit, a hole)
+        uv, z, inside = _project(view, xyz)
+        cols = np.clip(uv[:, 0].astype(np.int64), 0, depth.shape[1] - 1)
+        rows = np.clip(uv[:, 1].astype(np.int64), 0, depth.shape[0] - 1)
+        seen = depth[rows, cols]
+        empty |= inside & (seen > 0) & (seen > z * (1 + tolerance))
+    xyz = xyz[~empty]
+    return xyz, np.repeat(np.median(seen_rgb, axis=0)[None], len(xyz), axis=0)
 
 
 def _plane_grid(plane: dict, spacing: float, reach: float) -> np.ndarray:
@@ -741,6 +821,76 @@ def _plane_grid(plane: dict, spacing: float, reach: float) -> np.ndarray:
     distance, _ = tree.query(cells, distance_upper_bound=reach)
     cells = cells[np.isfinite(distance)]
     return origin + cells[:, :1] * e1 + cells[:, 1:] * e2
+
+
+def _backdrop(views: list[_View], depths: list[np.ndarray], known: np.ndarray, planes: list[dict],
+              config: DenseConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Points for the set's pixels nothing else explains: each view's usable pixels that no known point (``known``
+    [P, 3], stereo and planes) lands on and its stereo left without depth, every ``backdrop_stride``-th, placed where
+    the pixel's ray leaves the set and coloured by the pixel. The set's bounds: the fitted planes that no camera
+    stands beyond (the floor, a wall behind the rig), where the ray crosses one (within twice the distance below);
+    else the sphere round the views' centroid ``backdrop_margin`` times as wide as the farthest view, but never
+    nearer than nine in ten of the known points the view sees (a rig looking down sees its floor beyond that
+    sphere). Needs three or more views (two do not enclose anything). A point nearer
+    to a view it lies in front of than a fifth of the sphere's radius is dropped (it would fill that view)."""
+    if len(views) < 3:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    centres = np.array([v.centre for v in views])
+    middle = centres.mean(0)
+    radius = config.backdrop_margin * float(np.linalg.norm(centres - middle, axis=1).max())
+    if radius <= 1e-9:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    bounds = []  # (normal, offset) with every camera on the positive side
+    for plane in planes:
+        side = centres @ plane["normal"] + plane["offset"]
+        if (side > 0).all() or (side < 0).all():
+            sign = 1.0 if side[0] > 0 else -1.0
+            bounds.append((sign * plane["normal"], sign * plane["offset"]))
+    out_xyz, out_rgb = [np.zeros((0, 3))], [np.zeros((0, 3))]
+    step = max(1, config.backdrop_stride)
+    for view, depth in zip(views, depths):
+        h, w = view.usable.shape
+        hit = (depth > 0).astype(np.float32)
+        far = float(np.percentile(depth[depth > 0], 90)) if (depth > 0).any() else 0.0
+        if len(known):
+            uv, z, inside = _project(view, known)
+            hit[uv[inside, 1].astype(np.int64), uv[inside, 0].astype(np.int64)] = 1.0
+            far = max(far, float(np.percentile(z[inside], 90)) if inside.any() else 0.0)
+        grow = 2 * (config.backdrop_hole_px // 2) + 1  # holes in what stereo and the planes cover are not backdrop
+        covered = F.max_pool2d(torch.from_numpy(hit)[None, None], grow, 1, grow // 2)[0, 0].numpy() > 0
+        pick = view.usable & ~covered
+        sparse = np.zeros_like(pick)
+        sparse[step // 2::step, step // 2::step] = True
+        rows, cols = np.nonzero(pick & sparse)
+        if not len(rows):
+            continue
+        rays = _rays(view)[rows, cols]
+        far_along = far * np.linalg.norm(rays, axis=1)  # the view's z depth as a distance along each ray
+        direction = rays @ view.pose[:3, :3]  # world directions (camera to world: R^T)
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        origin = view.centre
+        offset = origin - middle  # ray leaves the sphere at the larger root of |o + t d - m|^2 = r^2
+        b = direction @ offset
+        c = float(offset @ offset) - radius * radius
+        guess = np.maximum(-b + np.sqrt(np.maximum(b * b - c, 0.0)), far_along)  # never nearer than most it sees
+        reach = np.full(len(guess), np.inf)
+        for normal, plane_offset in bounds:  # the set ends where the ray crosses a bounding plane (the floor) ...
+            towards = direction @ normal
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cross = -(origin @ normal + plane_offset) / towards
+            reach = np.where((towards < 0) & (cross > 0) & (cross < reach), cross, reach)
+        reach = np.where(reach < 2 * guess, reach, guess)  # ... else (or at a grazing crossing far off) the sphere
+        xyz = origin + reach[:, None] * direction
+        near = np.zeros(len(xyz), bool)
+        for other in views:
+            _, z, inside = _project(other, xyz)
+            near |= inside & (z < 0.2 * radius)
+        out_xyz.append(xyz[~near])
+        out_rgb.append(view.rgb[rows, cols][~near])
+    xyz, rgb = np.concatenate(out_xyz), np.concatenate(out_rgb)
+    if len(xyz) > config.backdrop_points:
+        xyz, rgb, _ = _downsample_to(xyz, rgb, config.backdrop_points)
+    return xyz, rgb
 
 
 def _observe(xyz: np.ndarray, views: list[_View], depths: list[np.ndarray],

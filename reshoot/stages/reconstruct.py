@@ -90,6 +90,10 @@ class ReconstructConfig:
     dense: bool = True
     """Start the set on dense geometry (plane-sweep stereo over the set cameras' clean plates and the stills, and
     the planes fitted to it), and use it as a depth prior and to remove floaters; off: the sparse SfM points only."""
+    backdrop: bool = True
+    """With dense geometry: what no stereo or plane explains in a set camera's view (a far wall four cameras see
+    from one side only) starts where its ray leaves the set (the floor, or a sphere just beyond the rig), not
+    wherever training would grow it (in the middle of the set, as fog from any other angle)."""
     set_scan: Path | None = None
     """A production's scan of the set (LiDAR or photogrammetry: .ply points or mesh, .obj, .glb, .gltf): aligned to
     the registered world and added to the dense set the static Gaussians start on (and its depth prior)."""
@@ -224,7 +228,7 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
     views = set_views(footage, motion, stills) if config.dense else []
     if len(views) >= 2:  # stereo needs two views of the set (one camera with no survey has none to pair)
         with timer("dense"):
-            dense = dense_set_points(views, xyz, DenseConfig(seed=config.seed))
+            dense = dense_set_points(views, xyz, DenseConfig(backdrop=config.backdrop, seed=config.seed))
             stereo = (dense.xyz, dense.rgb)
             points = stereo if points is None else tuple(np.concatenate(p) for p in zip(stereo, points))
     _check_set_points(config, sparse, len(xyz), dense, len(views), scan)

@@ -739,6 +739,14 @@ def _sample_planes(planes: list[dict], support: np.ndarray, views: list[_View], 
         if config.floor_fill and _is_floor(plane, views, config):
             fill_xyz, fill_rgb = _unseen_floor(plane, xyz, rgb, views, depths, spacing, config.backdrop_margin,
                                                config.plane_occlusion_rel)
+            if tree is not None and len(fill_xyz):  # nor where stereo has the floor
+                near, _ = tree.query(fill_xyz, distance_upper_bound=1.5 * spacing)
+                fill_xyz, fill_rgb = fill_xyz[~np.isfinite(near)], fill_rgb[~np.isfinite(near)]
+            for wall in planes:  # not beyond a wall every camera stands in front of
+                side = np.array([v.centre for v in views]) @ wall["normal"] + wall["offset"]
+                if wall is not plane and ((side > 0).all() or (side < 0).all()):
+                    inside = (fill_xyz @ wall["normal"] + wall["offset"]) * np.sign(side[0]) > 0
+                    fill_xyz, fill_rgb = fill_xyz[inside], fill_rgb[inside]
             plane["unseen_filled"] = int(len(fill_xyz))
             xyz, rgb = np.concatenate([xyz, fill_xyz]), np.concatenate([rgb, fill_rgb])
         plane["points"] = int(len(xyz))
@@ -767,7 +775,8 @@ def _unseen_floor(plane: dict, seen_xyz: np.ndarray, seen_rgb: np.ndarray, views
     times as wide as the farthest, as :func:`_backdrop`'s sphere) that no view's
     picture holds at all, coloured as the floor the views do see (the median colour of ``seen_rgb``): cameras
     mounted low and level see the floor only far off, and the middle of the set, which a camera above sees most,
-    would otherwise be empty (black). Nothing when fewer than 20 floor points were seen (no colour to give)."""
+    would otherwise be empty (black). Nothing when fewer than 20 floor points were seen (no colour to give).
+    (:func:`_sample_planes` then drops what lies beyond a wall every camera stands in front of.)"""
     if len(seen_xyz) < 20:
         return np.zeros((0, 3)), np.zeros((0, 3))
     normal = plane["normal"]

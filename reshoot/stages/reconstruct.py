@@ -296,15 +296,17 @@ def _check_set_points(config: ReconstructConfig, sparse: Path, sparse_count: int
                       views: int = 0, scan: AlignedScan | None = None) -> None:
     """Refuse a set with too little to start on: fewer than ``MIN_SPARSE_POINTS`` sparse points from register and
     fewer than ``MIN_SET_POINTS`` from dense stereo and the set scan together. (A handful of sparse points is fine
-    when stereo over survey stills or a scan makes the set.)"""
-    extra = (len(dense.xyz) if dense is not None else 0) + (len(scan.points.xyz) if scan is not None else 0)
+    when stereo over survey stills or a scan makes the set. The backdrop's points do not count: they are where
+    what nothing explains is put, not geometry found.)"""
+    found_dense = int((dense.source < 2).sum()) if dense is not None else 0
+    extra = found_dense + (len(scan.points.xyz) if scan is not None else 0)
     if sparse_count >= MIN_SPARSE_POINTS or extra >= MIN_SET_POINTS:
         return
     made = ("no sparse points" if sparse_count == 0 else
             f"only {sparse_count} sparse point{'s' if sparse_count > 1 else ''}")
     parts = []
     if dense is not None:
-        parts.append(f"dense stereo over {views} views of the set found only {len(dense.xyz)} more points")
+        parts.append(f"dense stereo over {views} views of the set found only {found_dense} more points")
     elif config.dense:
         parts.append(f"dense stereo cannot run on {views} view{'s' if views != 1 else ''} of the set (it needs 2)")
     if scan is not None:

@@ -29,7 +29,7 @@ from reshoot.splat.scene import SH_C0, MIN_TIME_SCALE
 from reshoot.stages.ingest import IngestConfig, run_ingest
 from reshoot.stages.path import PathConfig, import_path, run_path
 from reshoot.stages.reconstruct import ReconstructConfig, run_reconstruct
-from reshoot.stages.register import RegisterConfig, read_frame_poses, run_register
+from reshoot.stages.register import RegisterConfig, RegistrationError, read_frame_poses, run_register
 from reshoot.viewer.app import (ViewerError, frustum_pose, load_view, path_frame_at, path_segments, splats_at,
                             start_viewer, thumbnail)
 from reshoot.viewer.core import SplatArrays
@@ -47,7 +47,10 @@ def workspace(tmp_path_factory):
     shoot = make_sample_shoot(root / "shoot", PRESETS["small"])
     ws = Workspace(root / "ws")
     run_ingest(ws, list(shoot.videos.values()), IngestConfig(sync="timecode"))
-    run_register(ws, RegisterConfig(survey=shoot.root / "survey"))
+    try:
+        run_register(ws, RegisterConfig(survey=shoot.root / "survey"))
+    except RegistrationError:  # COLMAP's threaded mapper now and then leaves one small-sample camera out: once more
+        run_register(ws, RegisterConfig(survey=shoot.root / "survey", seed=1), force=True)
     run_reconstruct(ws, ReconstructConfig(steps=30, sh_degree=1, dynamic_per_instant=200, dense=False, stills=False))
     run_path(ws, PathConfig(kind="orbit", degrees=90))
     return ws

@@ -123,9 +123,10 @@ def test_bad_inputs_name_the_view_and_the_problem():
         dense_set_points(views, np.zeros((5, 2)))
 
 
-def _level_rig(height: float, seed: int = 3) -> list[DenseView]:
+def _level_rig(height: float, seed: int = 3, sheen: float = 0.0) -> list[DenseView]:
     """Four level cameras 1 m above a textured floor at z = ``height``, 2.5 m out, looking down 25 degrees at the
-    middle; above the floor's edge (3 m out) they see a far backdrop."""
+    middle; above the floor's edge (3 m out) they see a far backdrop. ``sheen``: a glossy floor, lighter by
+    ``sheen * (1 - sin(elevation))**2`` where a camera sees it at a grazing angle (none seen straight down)."""
     colour = _texture(np.random.default_rng(seed))
     views = []
     for k in range(4):
@@ -139,8 +140,9 @@ def _level_rig(height: float, seed: int = 3) -> list[DenseView]:
         points = eye + rays * along[..., None]
         floor = (along > 0) & (np.hypot(points[..., 0], points[..., 1]) < 3.0)
         backdrop = np.stack([0.5 + 0.4 * np.sin(9 * np.arctan2(rays[..., 1], rays[..., 0]))] * 3, -1)
-        image = np.where(floor[..., None], colour(np.nan_to_num(points[..., 0]), np.nan_to_num(points[..., 1])),
-                         backdrop)
+        sine = np.abs(rays[..., 2]) / np.linalg.norm(rays, axis=-1)
+        seen = colour(np.nan_to_num(points[..., 0]), np.nan_to_num(points[..., 1])) + sheen * (1 - sine[..., None]) ** 2
+        image = np.where(floor[..., None], np.clip(seen, 0, 1), backdrop)
         views.append(DenseView(f"cam{k}", (image * 255).round().astype(np.uint8), K, pose))
     return views
 
@@ -217,3 +219,21 @@ def test_the_floor_no_view_pictures_inside_the_ring_is_filled_with_the_floor_col
     unfilled = dense_set_points(views, np.zeros((0, 3)), replace(blind, floor_fill=False))
     gap, _ = cKDTree(unfilled.xyz[unfilled.source == 1][:, :2]).query(ring)
     assert gap.max() > 0.3 and "unseen_filled" not in unfilled.report["planes"][0]
+
+
+def test_the_unseen_floor_takes_the_colour_the_views_see_most_steeply_not_the_sheen_far_off():
+    blind = replace(CONFIG, min_texture=1.0, backdrop=False)
+
+    def floor_colours(sheen: float) -> tuple[np.ndarray, np.ndarray]:
+        dense = dense_set_points(_level_rig(0.0, sheen=sheen), np.zeros((0, 3)), blind)
+        rgb = dense.rgb[dense.source == 1]
+        rows, counts = np.unique(rgb.round(5), axis=0, return_counts=True)
+        fill = rows[np.argmax(counts)]  # every filled point has the one colour
+        assert counts.max() > 100
+        return fill, np.median(rgb[np.abs(rgb - fill).max(1) > 1e-4], axis=0)  # the fill, the floor seen
+
+    matte_fill, matte_seen = floor_colours(0.0)
+    glossy_fill, glossy_seen = floor_colours(0.35)
+    paler = (glossy_seen - matte_seen).mean()
+    assert paler > 0.12  # the floor the low cameras see is pale with sheen (measured 0.18)...
+    assert np.abs(glossy_fill - matte_fill).max() < 0.5 * paler  # ...the fill, from the steepest views, much less (0.07)

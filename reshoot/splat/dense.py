@@ -115,7 +115,7 @@ class DenseConfig:
     almost no stereo on a floor they see at a grazing angle, and the planes fitted are then the walls."""
     floor_fill: bool = True
     """Fill the floor inside the cameras' ring where no view's picture reaches (low cameras see the floor only far
-    off) with the colour of the floor they do see (:func:`_unseen_floor`)."""
+    off) with the colour of the floor they do see, as the steepest views see it (:func:`_unseen_floor`)."""
     ground_heights: int = 64
     """Heights the floor sweep tries."""
     level_rig_deg: float = 20.0
@@ -735,9 +735,9 @@ def _sample_planes(planes: list[dict], support: np.ndarray, views: list[_View], 
         if tree is not None and len(grid):  # fill only where stereo is thin
             near, _ = tree.query(grid, distance_upper_bound=spacing)
             grid = grid[~np.isfinite(near)]
-        xyz, rgb = _observe(grid, views, depths, config)
+        xyz, rgb, seen_by = _observe(grid, views, depths, config)
         if config.floor_fill and _is_floor(plane, views, config):
-            fill_xyz, fill_rgb = _unseen_floor(plane, xyz, rgb, views, depths, spacing, config.backdrop_margin,
+            fill_xyz, fill_rgb = _unseen_floor(plane, xyz, seen_by, views, depths, spacing, config.backdrop_margin,
                                                config.plane_occlusion_rel)
             if tree is not None and len(fill_xyz):  # nor where stereo has the floor
                 near, _ = tree.query(fill_xyz, distance_upper_bound=1.5 * spacing)
@@ -768,14 +768,15 @@ def _is_floor(plane: dict, views: list[_View], config: DenseConfig) -> bool:
     return abs(along) > np.cos(np.radians(20)) and -plane["offset"] / along < top
 
 
-def _unseen_floor(plane: dict, seen_xyz: np.ndarray, seen_rgb: np.ndarray, views: list[_View],
+def _unseen_floor(plane: dict, seen_xyz: np.ndarray, seen_by: np.ndarray, views: list[_View],
                   depths: list[np.ndarray], spacing: float, margin: float,
                   tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """Grid points on the floor inside the views' ring (the disc round their centres seen from above, ``margin``
-    times as wide as the farthest, as :func:`_backdrop`'s sphere) that no view's
-    picture holds at all, coloured as the floor the views do see (the median colour of ``seen_rgb``): cameras
-    mounted low and level see the floor only far off, and the middle of the set, which a camera above sees most,
-    would otherwise be empty (black). Nothing when fewer than 20 floor points were seen (no colour to give).
+    times as wide as the farthest, as :func:`_backdrop`'s sphere) that no view's picture holds at all, coloured as
+    the floor the views see most steeply (:func:`_steepest_colour`; ``seen_by``: each view's colour of the seen
+    floor points ``seen_xyz``, NaN where it does not see one): cameras mounted low and level see the floor only far
+    off, and the middle of the set, which a camera above sees most, would otherwise be empty (black). Nothing when
+    fewer than 20 floor points were seen (no colour to give).
     (:func:`_sample_planes` then drops what lies beyond a wall every camera stands in front of.)"""
     if len(seen_xyz) < 20:
         return np.zeros((0, 3)), np.zeros((0, 3))
@@ -805,7 +806,24 @@ def _unseen_floor(plane: dict, seen_xyz: np.ndarray, seen_rgb: np.ndarray, views
         seen = depth[rows, cols]
         empty |= inside & (seen > 0) & (seen > z * (1 + tolerance))
     xyz = xyz[~empty]
-    return xyz, np.repeat(np.median(seen_rgb, axis=0)[None], len(xyz), axis=0)
+    return xyz, np.repeat(_steepest_colour(plane["normal"], seen_xyz, seen_by, views)[None], len(xyz), axis=0)
+
+
+def _steepest_colour(normal: np.ndarray, xyz: np.ndarray, seen_by: np.ndarray, views: list[_View],
+                     share: float = 0.1, least: int = 20) -> np.ndarray:
+    """The median colour of the steepest ``share`` (at least ``least``) of the views' observations of the floor
+    points ``xyz`` (``seen_by`` [V, P, 3], NaN where view V does not see point P), steepness being the sine of the
+    angle between the view's ray and the floor. A floor seen at a grazing angle shows the lights' sheen (lighter,
+    and tinted by them; a glossy floor mirrors what stands on it): the steepest views are the nearest to what a camera
+    above sees (on CMU Panoptic's dome, the four low cameras' floor is grey-brown just below them, pale far off).  # [3]"""
+    centres = np.array([v.centre for v in views])  # [V, 3]
+    to_view = centres[:, None] - xyz[None]  # [V, P, 3]
+    sine = np.abs(to_view @ normal) / np.maximum(np.linalg.norm(to_view, axis=-1), 1e-12)  # [V, P]
+    seen = np.isfinite(seen_by[..., 0])
+    sine, colours = sine[seen], seen_by[seen]
+    count = min(len(sine), max(least, int(np.ceil(share * len(sine)))))
+    steepest = np.argsort(-sine)[:count]
+    return np.median(colours[steepest], axis=0)
 
 
 def _plane_grid(plane: dict, spacing: float, reach: float) -> np.ndarray:
@@ -903,8 +921,11 @@ def _backdrop(views: list[_View], depths: list[np.ndarray], known: np.ndarray, p
 
 
 def _observe(xyz: np.ndarray, views: list[_View], depths: list[np.ndarray],
-             config: DenseConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Keep points some view sees un-occluded (and no view sees through); colour: the median of those views."""
+             config: DenseConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep points some view sees un-occluded (and no view sees through); colour: the median of those views.
+
+    Returns the kept points [K, 3], their colours [K, 3], and each view's colour of them [V, K, 3] (NaN where the
+    view does not see the point)."""
     colours = np.full((len(views), len(xyz), 3), np.nan, np.float32)
     empty = np.zeros(len(xyz), bool)
     tol = config.plane_occlusion_rel
@@ -920,12 +941,12 @@ def _observe(xyz: np.ndarray, views: list[_View], depths: list[np.ndarray],
     count = np.isfinite(colours[..., 0]).sum(0)
     several = (count >= 2) & ~empty
     if not several.any():
-        return np.zeros((0, 3)), np.zeros((0, 3))
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((len(views), 0, 3), np.float32)
     median = np.nanmedian(colours[:, several], axis=0)
     spread = np.nanmedian(np.abs(colours[:, several] - median).mean(-1), axis=0)
     agree = np.zeros(len(xyz), bool)
     agree[several] = spread <= config.plane_max_colour_spread
     if agree[several].mean() < config.plane_min_agreement:
-        return np.zeros((0, 3)), np.zeros((0, 3))
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((len(views), 0, 3), np.float32)
     keep = (count >= config.plane_min_views) & ~empty & (agree | (count < 2))
-    return xyz[keep], np.nanmedian(colours[:, keep], axis=0)
+    return xyz[keep], np.nanmedian(colours[:, keep], axis=0), colours[:, keep]

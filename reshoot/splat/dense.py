@@ -815,10 +815,12 @@ def _steepest_colour(normal: np.ndarray, xyz: np.ndarray, seen_by: np.ndarray, v
     points ``xyz`` (``seen_by`` [V, P, 3], NaN where view V does not see point P), steepness being the sine of the
     angle between the view's ray and the floor. A floor seen at a grazing angle shows the lights' sheen (lighter,
     and tinted by them; a glossy floor mirrors what stands on it): the steepest views are the nearest to what a camera
-    above sees (on CMU Panoptic's dome, the four low cameras' floor is grey-brown just below them, pale far off).  # [3]"""
-    centres = np.array([v.centre for v in views])  # [V, 3]
-    to_view = centres[:, None] - xyz[None]  # [V, P, 3]
-    sine = np.abs(to_view @ normal) / np.maximum(np.linalg.norm(to_view, axis=-1), 1e-12)  # [V, P]
+    above sees (on CMU Panoptic's dome, the four low cameras' floor is grey-brown just below them, pale far
+    off).  # [3]"""
+    sine = np.zeros(seen_by.shape[:2], np.float32)  # [V, P]
+    for k, view in enumerate(views):
+        to_view = view.centre - xyz  # [P, 3]
+        sine[k] = np.abs(to_view @ normal) / np.maximum(np.linalg.norm(to_view, axis=-1), 1e-12)
     seen = np.isfinite(seen_by[..., 0])
     sine, colours = sine[seen], seen_by[seen]
     count = min(len(sine), max(least, int(np.ceil(share * len(sine)))))

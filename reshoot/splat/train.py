@@ -223,8 +223,10 @@ class Trainer:
             self.appearance.grad[0] = 0  # the first camera is the colour reference: the others are matched to it
         frozen = bool(self.set_steps) and not self.in_set_phase
         self._densify(meta)
-        # the frozen set's rows would get no update (no gradient, no momentum): step the performance's rows alone
-        rows = torch.nonzero(self.scene.params["dynamic"] > 0).squeeze(1) if frozen else None
+        # the frozen set's rows must not move. Layered, they have no gradient and (``_freeze_set``) no momentum, so
+        # Adam's fused step over every row leaves them exactly as they are, and costs half of stepping the
+        # performance's rows alone (gathered and scattered back, as drawing the whole scene needs)
+        rows = torch.nonzero(self.scene.params["dynamic"] > 0).squeeze(1) if frozen and not cfg.layered else None
         for optimizer in self.optimizers.values():
             _adam_step(optimizer, rows)
             optimizer.zero_grad(set_to_none=True)
@@ -424,7 +426,7 @@ class Trainer:
     @torch.no_grad()
     def _freeze_set(self) -> None:
         """From the performance phase on, the set's Gaussians keep what the set phase taught them: their Adam
-        momentum is cleared, and Adam steps only the performance's rows (``_adam_step``)."""
+        momentum is cleared, so Adam's steps (no gradient reaches them, layered) leave them as they are."""
         static = self.scene.params["dynamic"] == 0
         for optimizer in self.optimizers.values():
             for state in optimizer.state.values():

@@ -35,6 +35,6 @@ def test_shot_rows_carry_the_region_figures_and_the_verdict():
 
     scores = {"psnr_db": 24.0, "set_psnr_db": 26.5, "actor_psnr_db": 21.25}
     assert _regions(scores) == "24.00 dB (set 26.50 dB, actor 21.25 dB)"
-    assert _verdict(scores) == ("needs fixes (whole frame 24.0 dB < 25 dB; set 26.5 dB < 27 dB; "
-                                "actor 21.2 dB < 22 dB)")
+    assert _verdict(scores) == ("needs fixes (whole frame 24.00 dB < 25 dB; set 26.50 dB < 27 dB; "
+                                "actor 21.25 dB < 22 dB)")
     assert _regions({**scores, "actor_psnr_db": None}).endswith("actor -)")

@@ -115,13 +115,14 @@ def test_region_ssim_averages_the_ssim_map_over_the_region():
 @pytest.mark.parametrize("whole, set_db, actor_db, verdict, reason", [
     (30.0, 31.0, 25.0, "usable", "every region meets its threshold"),
     (25.0, 27.0, 22.0, "usable", "every region meets its threshold"),  # the thresholds themselves pass
-    (26.0, 26.5, 23.0, "needs fixes", "set 26.5 dB < 27 dB"),
-    (26.0, 28.0, 18.0, "needs fixes", "actor 18.0 dB < 22 dB"),
-    (24.0, 26.0, 21.0, "needs fixes", "whole frame 24.0 dB < 25 dB; set 26.0 dB < 27 dB; actor 21.0 dB < 22 dB"),
-    (26.0, 28.0, 15.0, "not usable", "actor 15.0 dB < 16 dB"),
-    (19.5, 21.0, 17.0, "not usable", "whole frame 19.5 dB < 20 dB; also short of usable: set 21.0 dB < 27 dB; "
-                                     "actor 17.0 dB < 22 dB"),
-    (19.5, 30.0, 15.0, "not usable", "whole frame 19.5 dB < 20 dB; actor 15.0 dB < 16 dB"),
+    (26.0, 26.5, 23.0, "needs fixes", "set 26.50 dB < 27 dB"),
+    (26.0, 28.0, 18.0, "needs fixes", "actor 18.00 dB < 22 dB"),
+    (26.0, 28.0, 21.95, "needs fixes", "actor 21.95 dB < 22 dB"),  # never "22.0 dB < 22 dB"
+    (24.0, 26.0, 21.0, "needs fixes", "whole frame 24.00 dB < 25 dB; set 26.00 dB < 27 dB; actor 21.00 dB < 22 dB"),
+    (26.0, 28.0, 15.0, "not usable", "actor 15.00 dB < 16 dB"),
+    (19.5, 21.0, 17.0, "not usable", "whole frame 19.50 dB < 20 dB; also short of usable: set 21.00 dB < 27 dB; "
+                                     "actor 17.00 dB < 22 dB"),
+    (19.5, 30.0, 15.0, "not usable", "whole frame 19.50 dB < 20 dB; actor 15.00 dB < 16 dB"),
     (26.0, None, None, "usable", "every region meets its threshold (set and actor not judged: no actor region known)"),
 ])
 def test_verdict_follows_the_stated_thresholds(whole, set_db, actor_db, verdict, reason):
@@ -158,7 +159,7 @@ def test_write_report_scores_regions_and_shows_the_verdict_and_heat_map(tmp_path
     assert first["psnr_db"] < 20  # the box lost in frame 0 is set: it counts there
     assert all(row["set_psnr_db"] > 100 and row["actor_psnr_db"] < 10 for row in others)  # set exact, actor lost
     assert g["actor_frames"] == 3 and g["actor_psnr_db"] == pytest.approx(np.mean([r["actor_psnr_db"] for r in others]))
-    assert g["verdict"] == "not usable" and re.search(r"actor \d+\.\d dB < 16 dB", g["verdict_reason"])
+    assert g["verdict"] == "not usable" and re.search(r"actor \d+\.\d\d dB < 16 dB", g["verdict_reason"])
     assert r["set_psnr_db"] == pytest.approx(r["actor_psnr_db"], abs=0.5) and r["verdict"] == "usable"
     assert metrics["verdict"] == "usable" and metrics["actor_region"] == "boxes drawn by a test"
     out = tmp_path / "eval" / "cam9"

@@ -54,9 +54,9 @@ def shot_verdict(figures: dict[str, Any]) -> dict[str, str]:
     judged = {region: value for region, value in psnrs.items() if value is not None}
     unjudged = "" if len(judged) == len(psnrs) else (
         f" ({' and '.join(r for r in psnrs if r not in judged)} not judged: no actor region known)")
-    failing = {region: f"{region} {value:.1f} dB < {NOT_USABLE_BELOW_PSNR_DB[region]:g} dB"
+    failing = {region: f"{region} {value:.2f} dB < {NOT_USABLE_BELOW_PSNR_DB[region]:g} dB"
                for region, value in judged.items() if value < NOT_USABLE_BELOW_PSNR_DB[region]}
-    short = {region: f"{region} {value:.1f} dB < {USABLE_MIN_PSNR_DB[region]:g} dB"
+    short = {region: f"{region} {value:.2f} dB < {USABLE_MIN_PSNR_DB[region]:g} dB"
              for region, value in judged.items() if value < USABLE_MIN_PSNR_DB[region] and region not in failing}
     if failing:
         also = f"; also short of usable: {'; '.join(short.values())}" if short else ""

@@ -101,7 +101,7 @@ def localise_camera(scene, camera: Cameras, views: Sequence[tuple[float, np.ndar
 
     def pose() -> tuple[Tensor, Tensor]:
         delta = torch.eye(4, device=device)
-        delta = torch.cat([torch.cat([_so3_exp(rotation), (translation * depth)[:, None]], 1), delta[3:]], 0)
+        delta = torch.cat([torch.cat([so3_exp(rotation), (translation * depth)[:, None]], 1), delta[3:]], 0)
         K = K0.clone()
         K[:, :2, :2] = K0[:, :2, :2] * torch.exp(log_focal)
         return delta[None] @ W0, K
@@ -150,7 +150,7 @@ def _masked_l1(rgb: Tensor, target: Tensor, keep: Tensor, reduce: int) -> Tensor
     return ((rgb - target).abs().mean(-1) * keep).sum() / keep.sum().clamp(min=1)
 
 
-def _so3_exp(w: Tensor) -> Tensor:
+def so3_exp(w: Tensor) -> Tensor:
     """Rotation matrix of the axis-angle vector ``w`` [3] (Rodrigues), differentiable at 0.  # [3, 3]"""
     theta2 = (w * w).sum()
     W = torch.zeros(3, 3, dtype=w.dtype, device=w.device)

@@ -17,6 +17,7 @@ from reshoot.splat.render import render
 from reshoot.splat.scene import DynamicScene, concat_params, make_params
 from reshoot.splat.train import Trainer
 from reshoot.splat.train_config import TrainConfig
+from reshoot.stages.reconstruct import ReconstructConfig
 
 W, H, T = 48, 32, 4
 
@@ -411,3 +412,36 @@ def test_a_static_gaussian_the_actor_was_seen_behind_is_removed_when_the_perform
                   moving=moving)
     off.run()
     assert off.pruned_before_performance == 0 and int((off.scene.params["dynamic"] == 0).sum()) == 61
+
+
+def test_pose_refinement_turns_a_misregistered_camera_back_and_anchors_the_first():
+    footage, scene = _filmed_rig(turn_deg=3.0)  # d filmed from 3 deg off where it is registered (2 px here)
+    frozen = dict(lr_means=0.0, lr_scales=0.0, lr_quats=0.0, lr_opacities=0.0, lr_sh0=0.0, lr_shN=0.0,
+                  appearance=False, inconsistent_camera_db=0, refine_start=1000, refine_stop=1001)
+    still = np.zeros(footage.images.shape[:4], bool)
+    trainer = Trainer(footage, scene, TrainConfig(steps=400, set_fraction=0.5, pose_refine_lr=5e-3,
+                                                  pose_refine_start=0, **frozen), moving=still)
+    before = trainer.set_fits()["d"]
+    trainer.run(until=201)  # the set phase, and the step that bakes its poses into the footage
+    moved = trainer.poses_refined
+    assert moved["a"] == {"turned_deg": 0.0, "moved_scene_scale": 0.0}  # the world's anchor
+    assert 1.5 < moved["d"]["turned_deg"] < 4.5 and max(moved[c]["turned_deg"] for c in "bc") < 0.5
+    floor = scene.params["means"].detach().numpy().astype(np.float64)
+    c, s = np.cos(np.radians(3.0)), np.sin(np.radians(3.0))
+    filmed = np.array([[c, 0, s, 0], [0, 1, 0, 0], [-s, 0, c, 0], [0, 0, 0, 1]]) @ footage.world_to_camera[3, 0]
+
+    def error_px(world_to_camera):  # where d's pose draws the floor against where the filming pose did
+        def pixels(pose):
+            return replace(footage.cameras.select(["d"]), world_to_camera=pose[None]).project(0, floor)[0]
+        return float(np.median(np.linalg.norm(pixels(world_to_camera) - pixels(filmed), axis=1)))
+
+    assert error_px(footage.world_to_camera[3, 0]) > 1.5
+    assert error_px(trainer.footage.world_to_camera[3, 0]) < 0.3  # refined, and baked into the footage
+    assert trainer.set_fits()["d"] > before + 10  # the set now explains what d filmed
+
+    footage, scene = _filmed_rig(turn_deg=3.0)  # off by default: the registered poses stay
+    trainer = Trainer(footage, scene, TrainConfig(steps=20, set_fraction=0.5, **frozen), moving=still)
+    trainer.run(until=11)
+    assert trainer.poses_refined == {} and np.array_equal(trainer.footage.world_to_camera, footage.world_to_camera)
+    assert ReconstructConfig(refine_poses=True).train_config().pose_refine_lr > 0  # reconstruct's --refine-poses
+    assert ReconstructConfig().train_config().pose_refine_lr == 0

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -40,11 +40,12 @@ from torch import Tensor
 
 from reshoot.atomic import atomic_write_bytes
 from reshoot.cameras import Cameras
+from reshoot.localise import so3_exp
 from reshoot.metrics import psnr, ssim
 from reshoot.progress import StepProgress
 from reshoot.splat.data import SetStills, ShotFootage
 from reshoot.splat.priors import DepthPriors, camera_bodies, inside_bodies, seen_through
-from reshoot.splat.render import RenderOutput, render
+from reshoot.splat.render import RenderOutput, render, render_view
 from reshoot.splat.scene import DynamicScene
 from reshoot.splat.train_config import TrainConfig, _adam_step, _make_strategy
 
@@ -105,6 +106,12 @@ class Trainer:
         device = scene.params["means"].device
         rows = len(footage.camera_ids) + (len(self.stills) if self.stills else 0)
         self.appearance = torch.nn.Parameter(torch.eye(3, 4, device=device).repeat(rows, 1, 1))
+        # each image's pose change (``pose_refine_lr``): rotation (axis-angle, radians), shift (scene scales); Adam's
+        # moments and step count per image, stepped only on the image trained
+        self.pose_delta = torch.zeros(rows, 6, device=device, requires_grad=True)
+        self._pose_moments = torch.zeros(2, rows, 6, device=device)
+        self._pose_steps = torch.zeros(rows, device=device)
+        self.poses_refined: dict[str, dict[str, float]] = {}  # image -> how far its pose moved (once baked)
         self.optimizers = self._make_optimizers()
         self.strategy = _make_strategy(config)
         self.strategy.check_sanity(scene.params, self.optimizers)
@@ -185,6 +192,7 @@ class Trainer:
         if self.step_idx == 0:
             self._prune_camera_bodies()
         if self.step_idx == self.set_steps and self.set_steps > 0:
+            self._bake_poses()
             self._prune_free_space()
             self.pruned_before_performance = self._prune_seen_behind()
             self._prune_camera_bodies()
@@ -204,8 +212,7 @@ class Trainer:
             out, hidden = self._render_over_set(view, degree, meta)
             keep = ~hidden if keep is None else keep & ~hidden
         else:
-            out = render(self.scene, view.camera, view.t, self.appearance[view.appearance_idx], active_sh_degree=degree,
-                         meta=meta, part="static" if view.static_only else "all")
+            out = self._render(view, degree, meta)
         if keep is not None:  # left-out pixels: the target is the render itself, no error
             target = torch.where(keep[..., None], target, out.rgb.detach())
         depth_loss = self._depth_loss(view, out) if view.static_only else None
@@ -219,6 +226,7 @@ class Trainer:
             loss = loss + cfg.opacity_reg * torch.sigmoid(p["opacities"]).mean() + cfg.scale_reg * p["scales"].exp().mean()
         self.strategy.step_pre_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx, meta)
         loss.backward()
+        self._step_pose(view)
         if self.appearance.grad is not None:
             self.appearance.grad[0] = 0  # the first camera is the colour reference: the others are matched to it
         frozen = bool(self.set_steps) and not self.in_set_phase
@@ -235,6 +243,63 @@ class Trainer:
         self._schedule_means_lr()
         self.step_idx += 1
         return {"loss": loss.item(), "psnr": psnr(out.rgb.detach().clamp(0, 1), target)}
+
+    def _refines_poses(self, view: _View) -> bool:
+        return self.config.pose_refine_lr > 0 and view.static_only and self.in_set_phase
+
+    def _render(self, view: _View, degree: int, meta: dict) -> RenderOutput:
+        """The view's render (the set alone in the set phase), from its refined pose when poses are refined."""
+        part = "static" if view.static_only else "all"
+        appearance = self.appearance[view.appearance_idx]
+        if not self._refines_poses(view):
+            return render(self.scene, view.camera, view.t, appearance, active_sh_degree=degree, meta=meta, part=part)
+        device = self.scene.params["means"].device
+        W0 = torch.tensor(np.asarray(view.camera.world_to_camera), dtype=torch.float32, device=device)
+        K = torch.tensor(np.asarray(view.camera.K), dtype=torch.float32, device=device)
+        W = self._pose_change(view.appearance_idx)[None] @ W0
+        size = (int(view.camera.image_size[0, 0]), int(view.camera.image_size[0, 1]))
+        return render_view(self.scene, W, K, size, view.t, appearance, active_sh_degree=degree, meta=meta, part=part)
+
+    def _pose_change(self, row: int) -> Tensor:
+        """Image ``row``'s pose change, applied on the left of its world-to-camera.  # [4, 4]"""
+        delta = self.pose_delta[row]
+        top = torch.cat([so3_exp(delta[:3]), (delta[3:] * self.scene_scale)[:, None]], 1)
+        return torch.cat([top, torch.eye(4, device=top.device, dtype=top.dtype)[3:]], 0)
+
+    @torch.no_grad()
+    def _step_pose(self, view: _View) -> None:
+        """Adam's step on the trained image's pose change (the first camera's stays zero: the world's anchor)."""
+        grad, cfg = self.pose_delta.grad, self.config
+        self.pose_delta.grad = None
+        row = view.appearance_idx
+        if grad is None or row == 0 or self.step_idx < cfg.pose_refine_start or not self._refines_poses(view):
+            return
+        m, v = self._pose_moments[0, row], self._pose_moments[1, row]
+        m.mul_(0.9).add_(grad[row], alpha=0.1)
+        v.mul_(0.999).addcmul_(grad[row], grad[row], value=0.001)
+        self._pose_steps[row] += 1
+        n = float(self._pose_steps[row])
+        self.pose_delta[row] -= cfg.pose_refine_lr * (m / (1 - 0.9 ** n)) / ((v / (1 - 0.999 ** n)).sqrt() + 1e-12)
+
+    @torch.no_grad()
+    def _bake_poses(self) -> None:
+        """At the end of the set phase, the refined poses become the footage's and the stills' (the performance
+        trains from them), and ``poses_refined`` says how far each moved."""
+        if not bool(self.pose_delta.abs().any()):
+            return
+        change = torch.stack([self._pose_change(r) for r in range(len(self.pose_delta))]).double().cpu().numpy()
+        f, n = self.footage, len(self.footage.camera_ids)
+        cameras = replace(f.cameras, world_to_camera=change[:n] @ f.cameras.world_to_camera)
+        self.footage = replace(f, cameras=cameras, world_to_camera=np.einsum("cij,ctjk->ctik", change[:n],
+                                                                              f.world_to_camera))
+        ids = list(f.camera_ids)
+        if self.stills is not None:
+            still = self.stills.cameras
+            self.stills = replace(self.stills, cameras=replace(still, world_to_camera=change[n:] @ still.world_to_camera))
+            ids += list(still.camera_ids)
+        delta = self.pose_delta.detach().cpu().numpy()
+        self.poses_refined = {i: {"turned_deg": float(np.degrees(np.linalg.norm(d[:3]))),
+                                  "moved_scene_scale": float(np.linalg.norm(d[3:]))} for i, d in zip(ids, delta)}
 
     def _densify(self, meta: dict) -> None:
         """gsplat's strategy over all Gaussians, from the rasterizer's meta over the visible ones."""
@@ -548,7 +613,9 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids,
-                "pruned_before_performance": self.pruned_before_performance, "recarved": self.recarved}
+                "pruned_before_performance": self.pruned_before_performance, "recarved": self.recarved,
+                "pose_delta": self.pose_delta.detach(), "pose_moments": self._pose_moments,
+                "pose_steps": self._pose_steps}
 
     def resume(self, checkpoint: Path) -> bool:
         """Load ``checkpoint`` if there is one, saying so on stderr; return whether training resumes from it.
@@ -577,6 +644,7 @@ class Trainer:
         self.load_state_dict(state)
         self.resumed_from = self.step_idx
         if 0 < self.set_steps < self.step_idx:
+            self._bake_poses()  # the footage is loaded as registered: the set phase's poses again
             self._sit_out_inconsistent()  # as the run that wrote it did when its set phase ended
         _tell(f"reconstruct: resuming from the checkpoint at step {self.step_idx} of {self.config.steps} "
               f"({checkpoint}); pass --force to start over")
@@ -623,6 +691,9 @@ class Trainer:
             torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
         self.step_idx, self.history = state["step"], list(state["history"])
         self.pruned_before_performance, self.recarved = state.get("pruned_before_performance", 0), state.get("recarved")
+        if state.get("pose_delta") is not None:
+            self.pose_delta = state["pose_delta"].clone().requires_grad_(True)
+            self._pose_moments, self._pose_steps = state["pose_moments"].clone(), state["pose_steps"].clone()
 
 
 def _is_checkpoint(state: object) -> bool:

@@ -414,10 +414,13 @@ def test_a_static_gaussian_the_actor_was_seen_behind_is_removed_when_the_perform
     assert off.pruned_before_performance == 0 and int((off.scene.params["dynamic"] == 0).sum()) == 61
 
 
+_FROZEN = dict(lr_means=0.0, lr_scales=0.0, lr_quats=0.0, lr_opacities=0.0, lr_sh0=0.0, lr_shN=0.0,
+               appearance=False, inconsistent_camera_db=0, refine_start=1000, refine_stop=1001)  # the poses alone learn
+
+
 def test_pose_refinement_turns_a_misregistered_camera_back_and_anchors_the_first():
     footage, scene = _filmed_rig(turn_deg=3.0)  # d filmed from 3 deg off where it is registered (2 px here)
-    frozen = dict(lr_means=0.0, lr_scales=0.0, lr_quats=0.0, lr_opacities=0.0, lr_sh0=0.0, lr_shN=0.0,
-                  appearance=False, inconsistent_camera_db=0, refine_start=1000, refine_stop=1001)
+    frozen = _FROZEN
     still = np.zeros(footage.images.shape[:4], bool)
     trainer = Trainer(footage, scene, TrainConfig(steps=400, set_fraction=0.5, pose_refine_lr=5e-3,
                                                   pose_refine_start=0, **frozen), moving=still)
@@ -445,3 +448,17 @@ def test_pose_refinement_turns_a_misregistered_camera_back_and_anchors_the_first
     assert trainer.poses_refined == {} and np.array_equal(trainer.footage.world_to_camera, footage.world_to_camera)
     assert ReconstructConfig(refine_poses=True).train_config().pose_refine_lr > 0  # reconstruct's --refine-poses
     assert ReconstructConfig().train_config().pose_refine_lr == 0
+
+
+def test_refined_poses_are_kept_by_a_checkpoint_and_baked_again_on_resuming(tmp_path):
+    config = TrainConfig(steps=40, set_fraction=0.5, pose_refine_lr=5e-3, pose_refine_start=0, **_FROZEN)
+    still = np.zeros((4, T, H, W), bool)
+    trainer = Trainer(*_filmed_rig(turn_deg=3.0), config, moving=still)
+    trainer.run(until=25)  # past the set phase (20 steps): its poses baked into the footage
+    trainer.save(tmp_path / "checkpoint.pt")
+    again = Trainer(*_filmed_rig(turn_deg=3.0), config, moving=still)
+    assert again.resume(tmp_path / "checkpoint.pt")
+    torch.testing.assert_close(again.pose_change, trainer.pose_change)
+    assert not np.allclose(again.footage.world_to_camera[3], _filmed_rig(turn_deg=3.0)[0].world_to_camera[3])
+    np.testing.assert_allclose(again.footage.world_to_camera, trainer.footage.world_to_camera, atol=1e-6)
+    assert again.poses_refined == trainer.poses_refined

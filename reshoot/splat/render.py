@@ -31,7 +31,8 @@ def render(scene: DynamicScene, camera: Cameras, t: float, appearance: Tensor | 
     Args:
         appearance: optional [3, 4] colour matrix applied to the result (a training camera's).
         background: [3] colour behind the Gaussians (default black).
-        meta: if given, filled with the rasterizer's meta and ``"visible_ids"`` (the Gaussians drawn).
+        meta: if given, filled with the rasterizer's meta and ``"visible_ids"`` (the Gaussians drawn); with
+            ``meta["retain_means"]`` set, also ``"means"``, their centres, whose gradient backward keeps.
         part: draw every Gaussian, the set's (static) alone or the performance's (dynamic) alone.
     """
     if len(camera) != 1:
@@ -55,6 +56,8 @@ def render_view(scene: DynamicScene, viewmat: Tensor, K: Tensor, size: tuple[int
     device = scene.params["means"].device
     visible = scene.visible_at(t, part=part)
     g = scene.at(t, active_sh_degree, visible)
+    if meta is not None and meta.get("retain_means") and g.means.requires_grad:
+        g.means.retain_grad()  # the caller reads the centres' gradient (a camera's pose refined from it)
     width, height = size
     bg = (background.to(device) if background is not None else torch.zeros(3, device=device))[None]
     colors, alphas, info = rasterization(g.means, g.quats, g.scales, g.opacities, g.colors, viewmat, K, width, height,
@@ -66,4 +69,6 @@ def render_view(scene: DynamicScene, viewmat: Tensor, K: Tensor, size: tuple[int
     if meta is not None:
         meta.update(info)
         meta["visible_ids"] = visible
+        if meta.get("retain_means"):
+            meta["means"] = g.means
     return RenderOutput(rgb, alpha, depth)

@@ -106,9 +106,9 @@ class Trainer:
         device = scene.params["means"].device
         rows = len(footage.camera_ids) + (len(self.stills) if self.stills else 0)
         self.appearance = torch.nn.Parameter(torch.eye(3, 4, device=device).repeat(rows, 1, 1))
-        # each image's pose change (``pose_refine_lr``): rotation (axis-angle, radians), shift (scene scales); Adam's
-        # moments and step count per image, stepped only on the image trained
-        self.pose_delta = torch.zeros(rows, 6, device=device, requires_grad=True)
+        # each image's pose change (``pose_refine_lr``), applied on the left of its world-to-camera; Adam's moments
+        # (of a turn and a shift) and step count per image, stepped only on the image trained
+        self.pose_change = torch.eye(4, device=device).repeat(rows, 1, 1)
         self._pose_moments = torch.zeros(2, rows, 6, device=device)
         self._pose_steps = torch.zeros(rows, device=device)
         self.poses_refined: dict[str, dict[str, float]] = {}  # image -> how far its pose moved (once baked)
@@ -226,7 +226,7 @@ class Trainer:
             loss = loss + cfg.opacity_reg * torch.sigmoid(p["opacities"]).mean() + cfg.scale_reg * p["scales"].exp().mean()
         self.strategy.step_pre_backward(self.scene.params, self.optimizers, self.strategy_state, self.step_idx, meta)
         loss.backward()
-        self._step_pose(view)
+        self._step_pose(view, meta)
         if self.appearance.grad is not None:
             self.appearance.grad[0] = 0  # the first camera is the colour reference: the others are matched to it
         frozen = bool(self.set_steps) and not self.in_set_phase
@@ -248,7 +248,8 @@ class Trainer:
         return self.config.pose_refine_lr > 0 and view.static_only and self.in_set_phase
 
     def _render(self, view: _View, degree: int, meta: dict) -> RenderOutput:
-        """The view's render (the set alone in the set phase), from its refined pose when poses are refined."""
+        """The view's render (the set alone in the set phase), from its refined pose when poses are refined (then
+        ``meta["means"]`` keeps the drawn Gaussians' centres, their gradient retained for ``_step_pose``)."""
         part = "static" if view.static_only else "all"
         appearance = self.appearance[view.appearance_idx]
         if not self._refines_poses(view):
@@ -256,38 +257,45 @@ class Trainer:
         device = self.scene.params["means"].device
         W0 = torch.tensor(np.asarray(view.camera.world_to_camera), dtype=torch.float32, device=device)
         K = torch.tensor(np.asarray(view.camera.K), dtype=torch.float32, device=device)
-        W = self._pose_change(view.appearance_idx)[None] @ W0
+        meta["retain_means"] = True
         size = (int(view.camera.image_size[0, 0]), int(view.camera.image_size[0, 1]))
-        return render_view(self.scene, W, K, size, view.t, appearance, active_sh_degree=degree, meta=meta, part=part)
-
-    def _pose_change(self, row: int) -> Tensor:
-        """Image ``row``'s pose change, applied on the left of its world-to-camera.  # [4, 4]"""
-        delta = self.pose_delta[row]
-        top = torch.cat([so3_exp(delta[:3]), (delta[3:] * self.scene_scale)[:, None]], 1)
-        return torch.cat([top, torch.eye(4, device=top.device, dtype=top.dtype)[3:]], 0)
+        return render_view(self.scene, self.pose_change[view.appearance_idx][None] @ W0, K, size, view.t, appearance,
+                           active_sh_degree=degree, meta=meta, part=part)
 
     @torch.no_grad()
-    def _step_pose(self, view: _View) -> None:
-        """Adam's step on the trained image's pose change (the first camera's stays zero: the world's anchor)."""
-        grad, cfg = self.pose_delta.grad, self.config
-        self.pose_delta.grad = None
-        row = view.appearance_idx
-        if grad is None or row == 0 or self.step_idx < cfg.pose_refine_start or not self._refines_poses(view):
+    def _step_pose(self, view: _View, meta: dict) -> None:
+        """Adam's step on the trained image's pose change, from the drawn Gaussians' gradient: turning the camera by
+        a small ``w`` and shifting it by ``e`` moves a centre ``m`` (camera axes) to ``m + w x m + e``, so the loss's
+        gradient is ``sum m x g`` for the turn and ``sum g`` for the shift (``g`` its gradient at each centre, in
+        camera axes). This leaves out how a turn also turns each Gaussian's shape (second order for small ones) and
+        needs no gradient through the projection: the compiled kernels' step, at no extra cost. The first camera's
+        pose stays as registered: the world's anchor."""
+        cfg, row, means = self.config, view.appearance_idx, meta.get("means")
+        if means is None or means.grad is None or row == 0 or self.step_idx < cfg.pose_refine_start or \
+                not self._refines_poses(view):
             return
-        m, v = self._pose_moments[0, row], self._pose_moments[1, row]
-        m.mul_(0.9).add_(grad[row], alpha=0.1)
-        v.mul_(0.999).addcmul_(grad[row], grad[row], value=0.001)
+        W = self.pose_change[row] @ torch.tensor(np.asarray(view.camera.world_to_camera[0]), dtype=torch.float32,
+                                                 device=means.device)
+        R, t = W[:3, :3], W[:3, 3]
+        m, g = means.detach() @ R.T + t, means.grad @ R.T  # centres and their gradient in camera axes
+        grad = torch.cat([torch.linalg.cross(m, g).sum(0), g.sum(0) * self.scene_scale])
+        first, second = self._pose_moments[0, row], self._pose_moments[1, row]
+        first.mul_(0.9).add_(grad, alpha=0.1)
+        second.mul_(0.999).addcmul_(grad, grad, value=0.001)
         self._pose_steps[row] += 1
         n = float(self._pose_steps[row])
-        self.pose_delta[row] -= cfg.pose_refine_lr * (m / (1 - 0.9 ** n)) / ((v / (1 - 0.999 ** n)).sqrt() + 1e-12)
+        step = cfg.pose_refine_lr * (first / (1 - 0.9 ** n)) / ((second / (1 - 0.999 ** n)).sqrt() + 1e-12)
+        update = torch.eye(4, device=means.device)
+        update[:3, :3], update[:3, 3] = so3_exp(-step[:3]), -step[3:] * self.scene_scale
+        self.pose_change[row] = update @ self.pose_change[row]
 
     @torch.no_grad()
     def _bake_poses(self) -> None:
         """At the end of the set phase, the refined poses become the footage's and the stills' (the performance
         trains from them), and ``poses_refined`` says how far each moved."""
-        if not bool(self.pose_delta.abs().any()):
+        change = self.pose_change.double().cpu().numpy()
+        if np.array_equal(change, np.broadcast_to(np.eye(4), change.shape)):
             return
-        change = torch.stack([self._pose_change(r) for r in range(len(self.pose_delta))]).double().cpu().numpy()
         f, n = self.footage, len(self.footage.camera_ids)
         cameras = replace(f.cameras, world_to_camera=change[:n] @ f.cameras.world_to_camera)
         self.footage = replace(f, cameras=cameras, world_to_camera=np.einsum("cij,ctjk->ctik", change[:n],
@@ -297,9 +305,12 @@ class Trainer:
             still = self.stills.cameras
             self.stills = replace(self.stills, cameras=replace(still, world_to_camera=change[n:] @ still.world_to_camera))
             ids += list(still.camera_ids)
-        delta = self.pose_delta.detach().cpu().numpy()
-        self.poses_refined = {i: {"turned_deg": float(np.degrees(np.linalg.norm(d[:3]))),
-                                  "moved_scene_scale": float(np.linalg.norm(d[3:]))} for i, d in zip(ids, delta)}
+        rotation = change[:, :3, :3]
+        sine = np.linalg.norm(rotation - rotation.transpose(0, 2, 1), axis=(1, 2)) / (2 * np.sqrt(2))
+        turned = np.degrees(np.arctan2(sine, (np.trace(rotation, axis1=1, axis2=2) - 1) / 2))  # exact when small
+        moved = np.linalg.norm(change[:, :3, 3], axis=1) / self.scene_scale
+        self.poses_refined = {i: {"turned_deg": float(a), "moved_scene_scale": float(d)}
+                              for i, a, d in zip(ids, turned, moved)}
 
     def _densify(self, meta: dict) -> None:
         """gsplat's strategy over all Gaussians, from the rasterizer's meta over the visible ones."""
@@ -614,7 +625,7 @@ class Trainer:
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids,
                 "pruned_before_performance": self.pruned_before_performance, "recarved": self.recarved,
-                "pose_delta": self.pose_delta.detach(), "pose_moments": self._pose_moments,
+                "pose_change": self.pose_change, "pose_moments": self._pose_moments,
                 "pose_steps": self._pose_steps}
 
     def resume(self, checkpoint: Path) -> bool:
@@ -691,8 +702,8 @@ class Trainer:
             torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
         self.step_idx, self.history = state["step"], list(state["history"])
         self.pruned_before_performance, self.recarved = state.get("pruned_before_performance", 0), state.get("recarved")
-        if state.get("pose_delta") is not None:
-            self.pose_delta = state["pose_delta"].clone().requires_grad_(True)
+        if state.get("pose_change") is not None:
+            self.pose_change = state["pose_change"].clone()
             self._pose_moments, self._pose_steps = state["pose_moments"].clone(), state["pose_steps"].clone()
 
 

@@ -121,10 +121,10 @@ class TrainConfig:
     one camera registered 1 deg off fitted at 17.9 dB against 29.7-32.1 for the rest and turned the actor into a
     ghost: 15.9 dB on the actor with it, 21.7 without). Needs 3 or more set cameras and keeps at least 2; 0: off."""
     pose_refine_lr: float = 0.0
-    """In the set phase, refine each set camera's and set still's pose as the set learns (a rotation, in radians,
-    and a shift, in scene scales, per image, each by Adam at this rate; the first camera stays where registration
-    put it, as the world's anchor), from step ``pose_refine_start``. The refined poses train the performance phase
-    too. 0: off."""
+    """In the set phase, refine each set camera's and set still's pose as the set learns (a turn, in radians, and a
+    shift, in scene scales, per image, by Adam at this rate, from the drawn Gaussians' gradient; the first camera
+    stays where registration put it, as the world's anchor), from step ``pose_refine_start``. The refined poses
+    train the performance phase too. 0: off."""
     pose_refine_start: int = 100
     """See ``pose_refine_lr``: the set is too rough to say where a camera is before this step."""
     checkpoint_every: int = 500

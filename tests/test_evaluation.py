@@ -112,6 +112,20 @@ def test_region_ssim_averages_the_ssim_map_over_the_region():
     assert ssim_map(s[None].repeat(2, 1, 1, 1), t[None].repeat(2, 1, 1, 1)).shape == (2, 40, 60)
 
 
+def test_a_shot_in_another_cameras_colours_scores_low_raw_and_high_with_its_colours_matched():
+    from reshoot.evaluation.evaluate import score_frames
+
+    truth = {k: (_textured(seed=k) * 200 + 20).astype(np.uint8) for k in range(3)}
+    exact = np.stack([truth[k] / 255 for k in range(3)]).astype(np.float32)
+    graded = 0.8 * exact[..., ::-1] + 0.1  # the same picture, its channels swapped and dimmed: another colour response
+    scores = score_frames(graded, truth)
+    assert scores["psnr_db"] < 20 and scores["psnr_colour_matched_db"] > 45  # one 3x4 map undoes it
+    assert all(row["psnr_colour_matched_db"] > 45 for row in scores["per_frame"])
+    moved = np.roll(exact, 3, axis=2)  # the shapes 3 pixels off: no colour map hides that (flattening the contrast
+    shifted = score_frames(moved, truth)  # towards the mean gains a few dB, far from the graded shot's)
+    assert shifted["psnr_db"] < shifted["psnr_colour_matched_db"] < 20
+
+
 @pytest.mark.parametrize("whole, set_db, actor_db, verdict, reason", [
     (30.0, 31.0, 25.0, "usable", "every region meets its threshold"),
     (25.0, 27.0, 22.0, "usable", "every region meets its threshold"),  # the thresholds themselves pass
@@ -170,6 +184,8 @@ def test_write_report_scores_regions_and_shows_the_verdict_and_heat_map(tmp_path
     assert 'src="error_heatmap.png"' in report and "Verdict on the refined shot: <b>usable</b>" in report
     assert "actor &ge; 22 dB" in report and "whole frame &lt; 20 dB" in report and "not usable" in report
     assert f"{g['actor_psnr_db']:.2f} dB" in report and "boxes drawn by a test" in report
+    assert f"colours matched (one 3x4 colour map for the whole shot" in report
+    assert f"refined {r['psnr_colour_matched_db']:.2f} dB" in report and r["psnr_colour_matched_db"] > r["psnr_db"]
     heat = np.asarray(Image.open(out / "error_heatmap.png").convert("RGB")).astype(int)
     assert heat.shape[1] >= 2 * 300  # 60 pixels wide: enlarged 5 times
     # the guide's lost actor (51-204 levels) shows in the top colour in both its panels (400 pixels, each 5 x 5);

@@ -224,7 +224,9 @@ def _reshoot_row(ws: Workspace, folder: Path, calibration: Path, camera: str,
     return {"benchmark": f"panoptic: reshoot {camera}{where}, never filmed for training",
             "result": f"guide {region_figures(guide)}; refined {region_figures(refined)}: {m['verdict']}",
             "target": "measured", "pass": None,
-            "detail": f"whole / set / person PSNR; {m['seconds']:.0f} s; {ws.root / 'eval' / camera / 'report.html'}"}
+            "detail": f"whole / set / person PSNR; with the camera's colours matched (one 3x4 map) guide "
+                      f"{guide['psnr_colour_matched_db']:.2f}, refined {refined['psnr_colour_matched_db']:.2f} dB; "
+                      f"{m['seconds']:.0f} s; {ws.root / 'eval' / camera / 'report.html'}"}
 
 
 def region_figures(scores: dict[str, Any]) -> str:

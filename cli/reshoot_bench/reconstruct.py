@@ -235,4 +235,6 @@ def _caliscope_eval_row(ws: Workspace, camera_id: str) -> dict[str, Any]:
             "result": f"PSNR {guide['psnr_db']:.2f} -> {refined['psnr_db']:.2f} dB, SSIM {guide['ssim']:.3f} -> "
                       f"{refined['ssim']:.3f}, flicker {flicker_text(guide['flicker'])} -> {flicker_text(refined['flicker'])}",
             "target": "measured", "pass": None,
-            "detail": f"{m['seconds']:.0f} s; {ws.root / 'eval' / camera_id / 'report.html'}"}
+            "detail": f"with the camera's colours matched (one 3x4 map) {guide['psnr_colour_matched_db']:.2f} -> "
+                      f"{refined['psnr_colour_matched_db']:.2f} dB; {m['seconds']:.0f} s; "
+                      f"{ws.root / 'eval' / camera_id / 'report.html'}"}

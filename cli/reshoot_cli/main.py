@@ -467,6 +467,10 @@ def _print_shot_scores(title: str, shots: dict[str, dict]) -> None:
         table.add_row(label, db_text(s.get("set_psnr_db")), db_text(s.get("actor_psnr_db")),
                       f"{ssim_text(s.get('set_ssim'))} / {ssim_text(s.get('actor_ssim'))}", s["verdict"])
     out.print(table)
+    matched = [f"{label} {s['psnr_colour_matched_db']:.2f} dB" for label, s in shots.items()
+               if s.get("psnr_colour_matched_db") is not None]
+    if matched:
+        out.print(f"whole frame with the camera's colours matched (one 3x4 colour map for the shot): {'; '.join(matched)}")
     last = list(shots.values())[-1]
     out.print(f"[bold]verdict[/] on the refined shot: [bold]{last['verdict']}[/] ({last['verdict_reason']})")
 

@@ -43,7 +43,7 @@ from reshoot.cameras import Cameras
 from reshoot.evaluation.report import (NOT_USABLE_BELOW_PSNR_DB, USABLE_MIN_PSNR_DB, report_html, shot_verdict,
                                        write_error_heatmap, write_pictures)
 from reshoot.evaluation.scores import mean_region_scores
-from reshoot.metrics import flicker, region_scores
+from reshoot.metrics import colour_matched, flicker, psnr, region_scores
 from reshoot.progress import progress_stage, track
 from reshoot.refine.base import RefineInputs
 from reshoot.splat.data import load_shot_footage, registered_rig
@@ -193,7 +193,10 @@ def score_frames(shot: np.ndarray, truth: dict[int, np.ndarray],
                  actor: dict[int, np.ndarray] | None = None) -> dict[str, Any]:
     """PSNR/SSIM per frame (those with a truth) and overall, over the whole frame, the set and the actor (frames
     with an ``actor`` mask, ``[H, W]`` bool; see :func:`reshoot.metrics.region_scores`), and flicker over
-    consecutive frames with a truth. A region's overall figure is the mean over the frames that have it."""
+    consecutive frames with a truth. A region's overall figure is the mean over the frames that have it.
+    ``psnr_colour_matched_db``: the whole frame's PSNR after one affine colour map for the whole shot
+    (:func:`reshoot.metrics.colour_matched`): how far the shot is off when the camera's own white balance and exposure,
+    which no other camera can tell, are forgiven (a real camera reshot differs in them from the scene's colours)."""
     per_frame, flickers = [], []
     for i, image in truth.items():
         t = torch.from_numpy(image.astype(np.float32) / 255)
@@ -206,8 +209,14 @@ def score_frames(shot: np.ndarray, truth: dict[int, np.ndarray],
                                      torch.stack([t, t2]))
             flickers.append(row["flicker"])
         per_frame.append(row)
-    return {**mean_region_scores(per_frame), "flicker": float(np.mean(flickers)) if flickers else None,
-            "per_frame": per_frame}
+    frames = list(truth)
+    matched = colour_matched([torch.from_numpy(np.ascontiguousarray(shot[i], dtype=np.float32)) for i in frames],
+                             [torch.from_numpy(truth[i].astype(np.float32) / 255) for i in frames]) if frames else []
+    for row, image, i in zip(per_frame, matched, frames):
+        row["psnr_colour_matched_db"] = psnr(image, torch.from_numpy(truth[i].astype(np.float32) / 255))
+    colour = float(np.mean([row["psnr_colour_matched_db"] for row in per_frame])) if per_frame else None
+    return {**mean_region_scores(per_frame), "psnr_colour_matched_db": colour,
+            "flicker": float(np.mean(flickers)) if flickers else None, "per_frame": per_frame}
 
 
 def _truth(workspace: Workspace, camera: str, timeline: Timeline) -> Truth:

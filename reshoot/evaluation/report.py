@@ -176,6 +176,11 @@ def report_html(metrics: dict[str, Any], camera: str, workspace_root: Path, scen
         f"<td>{ssim_text(m.get('set_ssim'))}</td><td>{ssim_text(m.get('actor_ssim'))}</td>"
         f"<td>{flicker_text(m['flicker'])}</td><td>{m['verdict']}</td></tr>"
         for name, m in (("guide frames", g), (f"refined ({html.escape(metrics['refiner'])})", r)))
+    matched = ("" if g.get("psnr_colour_matched_db") is None else
+               f"<p>With the camera's own colours matched (one 3x4 colour map for the whole shot, fitted to the truth: "
+               f"its white balance and exposure, which no other camera can tell, not the scene's shapes): guide frames "
+               f"{g['psnr_colour_matched_db']:.2f} dB, refined {r['psnr_colour_matched_db']:.2f} dB over the whole "
+               f"frame.</p>")
     closer = ("The refined shot is closer to the truth than the guide frames" if r["psnr_db"] > g["psnr_db"]
               else "The refiner did not bring the shot closer to the truth")
     plots = "".join(_svg_plot([g, r], key, label) for key, label in (("psnr_db", "PSNR (dB) per frame, whole frame"),
@@ -205,6 +210,7 @@ the SSIM map averaged over them; each is the mean over the frames the region is 
 PSNR and SSIM: higher is closer to the truth (identical: infinite PSNR, SSIM 1). Flicker: the mean difference
 between the shot's frame-to-frame change and the truth's, in 8-bit levels (0: the shot changes exactly as the
 truth does).</p>
+{matched}
 <div class="legend"><span style="color:#d62728">&#9632; guide frames</span><span style="color:#1f77b4">&#9632; refined</span></div>
 {plots}
 <h2>Where the errors are</h2><img src="error_heatmap.png" alt="per-pixel error heat map of the guide and refined shots">

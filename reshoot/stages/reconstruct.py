@@ -253,10 +253,11 @@ def prepare_training(root: Path, config: ReconstructConfig, device: torch.device
     set_xyz = xyz if points is None else np.concatenate([xyz, points[0]])
     set_depths = priors.cameras if priors is not None else None
 
-    def recarve(sat_out: list[str]) -> tuple[dict[str, torch.Tensor], list[int]]:
-        """The performance's Gaussians carved again by the cameras that did not sit out."""
-        keep = [c for c, camera_id in enumerate(footage.camera_ids) if camera_id not in sat_out]
-        rest = footage
+    def recarve(trained: ShotFootage, sat_out: list[str]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """The performance's Gaussians carved again from the trained footage's poses (refined in the set phase) by
+        the cameras that did not sit out."""
+        keep = [c for c, camera_id in enumerate(trained.camera_ids) if camera_id not in sat_out]
+        rest = trained
         for camera_id in sat_out:
             rest = rest.without(camera_id)
         with timer("recarve"):

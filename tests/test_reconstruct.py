@@ -24,7 +24,8 @@ from reshoot.splat.scene import DynamicScene
 from reshoot.splat.train import Trainer
 from reshoot.splat.train_config import TrainConfig
 from reshoot.stages.ingest import IngestConfig, run_ingest
-from reshoot.stages.reconstruct import ReconstructConfig, ReconstructError, evaluate_camera, load_scene, run_reconstruct
+from reshoot.stages.reconstruct import (ReconstructConfig, ReconstructError, evaluate_camera, load_scene, run_reconstruct,
+                                        with_trained_poses)
 from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import Workspace
 
@@ -138,6 +139,14 @@ def test_reconstruct_trains_writes_outputs_and_evaluates_a_held_out_camera(regis
     own = evaluate_camera(scene, footage, "cam1", appearance=appearance["cam1"])
     plain = evaluate_camera(scene, footage, "cam1")
     assert own["psnr_db"] != plain["psnr_db"] and own["psnr_db"] > again["psnr_db"]
+    # the poses refined while the set trained (the default): cam0 anchors the world, cam1 moved a little
+    moved = summary["poses_refined"]
+    assert moved["cam0"]["turned_deg"] == 0.0 and 0 < moved["cam1"]["turned_deg"] < 1.0 and "survey/000" in moved
+    changes = json.loads((result.path / "refined_poses.json").read_text())["images"]
+    trained = with_trained_poses(footage, result.path)  # the poses the scene trained from; cam2 held out, as it was
+    np.testing.assert_allclose(trained.world_to_camera[1], np.asarray(changes["cam1"]["change"]) @ footage.world_to_camera[1])
+    np.testing.assert_array_equal(trained.world_to_camera[[0, 2]], footage.world_to_camera[[0, 2]])
+    assert not np.allclose(trained.world_to_camera[1], footage.world_to_camera[1])
     assert run_reconstruct(ws, config).skipped
 
 

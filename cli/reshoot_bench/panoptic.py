@@ -40,7 +40,8 @@ from reshoot.cameras import Cameras
 from reshoot.evaluation.evaluate import EvalConfig, run_eval
 from reshoot.splat.data import load_shot_footage
 from reshoot.stages.ingest import IngestConfig, run_ingest
-from reshoot.stages.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct
+from reshoot.stages.reconstruct import (ReconstructConfig, evaluate_camera, load_scene, run_reconstruct,
+                                        with_trained_poses)
 from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import StageError, Workspace
 
@@ -166,7 +167,7 @@ def _training_row(ws: Workspace, config: PanopticBenchConfig) -> dict[str, Any]:
     took = time.perf_counter() - start
     summary = result.manifest["summary"]
     scene, appearance = load_scene(result.path / "scene.pt")
-    footage = load_shot_footage(ws.root, downscale=config.downscale)
+    footage = with_trained_poses(load_shot_footage(ws.root, downscale=config.downscale), result.path)
     fits = {c: evaluate_camera(scene, footage, c, appearance=appearance[c])["psnr_db"] for c in SET_CAMERAS}
     w, h = summary["image_size"]
     return {"benchmark": f"panoptic: reconstruct ({w}x{h}, {config.steps} steps): the training cameras themselves",
@@ -189,7 +190,7 @@ def _full_rig_row(ws: Workspace, config: PanopticBenchConfig, fit_cameras: tuple
     summary, held = result.manifest["summary"], result.manifest["summary"]["holdout"]
     start = time.perf_counter()
     scene, appearance = load_scene(result.path / "scene.pt")
-    footage = load_shot_footage(ws.root, downscale=config.downscale)
+    footage = with_trained_poses(load_shot_footage(ws.root, downscale=config.downscale), result.path)
     fits = {c: evaluate_camera(scene, footage, c, appearance=appearance[c])["psnr_db"] for c in fit_cameras}
     fit_took = time.perf_counter() - start
     w, h = summary["image_size"]

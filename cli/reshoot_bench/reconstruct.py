@@ -25,7 +25,8 @@ from reshoot.splat.data import load_shot_footage, normalised_times
 from reshoot.splat.pointcloud import read_points_ply
 from reshoot.splat.render import render
 from reshoot.stages.ingest import IngestConfig, run_ingest
-from reshoot.stages.reconstruct import ReconstructConfig, evaluate_camera, load_scene, run_reconstruct, to_uint8
+from reshoot.stages.reconstruct import (ReconstructConfig, evaluate_camera, load_scene, run_reconstruct, to_uint8,
+                                        with_trained_poses)
 from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageError, Workspace
@@ -206,7 +207,7 @@ def _caliscope_rows(folder: Path, work: Path, steps: int | None) -> list[dict[st
         summary = result.manifest["summary"]
         h = summary["holdout"]
         scene, appearance = load_scene(result.path / "scene.pt")
-        footage = load_shot_footage(ws.root, downscale=config.downscale)
+        footage = with_trained_poses(load_shot_footage(ws.root, downscale=config.downscale), result.path)
         # each training camera in its own learnt colours (the webcams' white balance differs by up to 7 dB)
         fits = {c: evaluate_camera(scene, footage, c, appearance=appearance[c])["psnr_db"]
                 for c in cameras if c != camera_id}

@@ -44,6 +44,13 @@ class ShotFootage:
         one = self.cameras.select([self.camera_ids[camera_idx]])
         return replace(one, world_to_camera=self.world_to_camera[camera_idx, instant_idx][None])
 
+    def moved(self, changes: dict[str, np.ndarray]) -> ShotFootage:
+        """The footage with each named camera's pose changed: ``changes[camera_id]`` (4x4) multiplies its
+        world-to-camera on the left at every frame (a refined pose); cameras not named stay as they are."""
+        change = np.stack([np.asarray(changes.get(c, np.eye(4)), dtype=np.float64) for c in self.camera_ids])
+        return replace(self, cameras=replace(self.cameras, world_to_camera=change @ self.cameras.world_to_camera),
+                       world_to_camera=np.einsum("cij,ctjk->ctik", change, self.world_to_camera))
+
     def without(self, camera_id: str) -> ShotFootage:
         """The footage with one camera left out (for a held-out evaluation)."""
         keep = [i for i, c in enumerate(self.camera_ids) if c != camera_id]

@@ -73,18 +73,16 @@ class Trainer:
     def __init__(self, footage: ShotFootage, scene: DynamicScene, config: TrainConfig = TrainConfig(),
                  scene_scale: float = 1.0, stills: SetStills | None = None, moving: np.ndarray | None = None,
                  priors: DepthPriors | None = None,
-                 recarve: Callable[[ShotFootage, list[str]], tuple[dict[str, Tensor], list[int]]] | None = None
-                 ) -> None:
+                 recarve: Callable[[list[str]], tuple[dict[str, Tensor], list[int]]] | None = None) -> None:
         """
         Args:
             stills: registered stills of the empty set (survey), trained on in the set phase.
             moving: [C, T, H, W] bool, the footage's pixels that show the performance (the actor, its shadow):
                 left out of the set phase. None: every pixel is the set's.
             priors: the set's depth in every set camera and still (``reshoot.splat.priors``), from dense geometry.
-            recarve: given the footage (its poses refined, ``pose_refine_lr``) and the cameras that sat out
-                (``inconsistent_camera_db``), the performance's Gaussians carved again from those poses without
-                those cameras, and how many start at each instant: their hulls replace the first ones (a camera
-                whose registration disagrees carves a limb away, or leaves a phantom one).
+            recarve: given the cameras that sat out (``inconsistent_camera_db``), the performance's Gaussians carved
+                again without them, and how many start at each instant: their hulls replace the first ones (a
+                camera whose registration disagrees carves a limb away, or leaves a phantom one).
         """
         if moving is not None and moving.shape != footage.images.shape[:4]:
             raise ValueError(f"moving must have the footage's shape {list(footage.images.shape[:4])}, got "
@@ -200,8 +198,8 @@ class Trainer:
             self._prune_camera_bodies()
             self._freeze_set()
             self._sit_out_inconsistent()
-            if (self.sat_out or self.poses_refined) and self.recarve is not None:
-                params, self.recarved = self.recarve(self.footage, sorted(self.sat_out))
+            if self.sat_out and self.recarve is not None:
+                params, self.recarved = self.recarve(sorted(self.sat_out))
                 self._replace_performance(params)
         view = self._next_view()
         device = self.scene.params["means"].device
@@ -299,9 +297,7 @@ class Trainer:
         if np.array_equal(change, np.broadcast_to(np.eye(4), change.shape)):
             return
         f, n = self.footage, len(self.footage.camera_ids)
-        cameras = replace(f.cameras, world_to_camera=change[:n] @ f.cameras.world_to_camera)
-        self.footage = replace(f, cameras=cameras, world_to_camera=np.einsum("cij,ctjk->ctik", change[:n],
-                                                                              f.world_to_camera))
+        self.footage = f.moved(dict(zip(f.camera_ids, change[:n])))
         ids = list(f.camera_ids)
         if self.stills is not None:
             still = self.stills.cameras

@@ -15,7 +15,7 @@ from PIL import Image
 from reshoot.cameras import Cameras
 from reshoot.evaluation.scores import sample_geometry_errors, sample_registration_errors
 from reshoot.sample import PRESETS, make_sample_shoot
-from reshoot.splat.data import _undistort_maps, load_shot_footage
+from reshoot.splat.data import _undistort_maps, load_shot_footage, registered_rig
 from reshoot.splat.init import InitConfig, initial_params, motion_masks
 from reshoot.splat.ply import read_splats_ply
 from reshoot.splat.pointcloud import read_points_ply, write_points_ply
@@ -25,7 +25,7 @@ from reshoot.splat.train import Trainer
 from reshoot.splat.train_config import TrainConfig
 from reshoot.stages.ingest import IngestConfig, run_ingest
 from reshoot.stages.reconstruct import (ReconstructConfig, ReconstructError, evaluate_camera, load_scene, run_reconstruct,
-                                        with_trained_poses)
+                                        trained_rig, with_trained_poses)
 from reshoot.stages.register import RegisterConfig, run_register
 from reshoot.workspace import Workspace
 
@@ -147,6 +147,11 @@ def test_reconstruct_trains_writes_outputs_and_evaluates_a_held_out_camera(regis
     np.testing.assert_allclose(trained.world_to_camera[1], np.asarray(changes["cam1"]["change"]) @ footage.world_to_camera[1])
     np.testing.assert_array_equal(trained.world_to_camera[[0, 2]], footage.world_to_camera[[0, 2]])
     assert not np.allclose(trained.world_to_camera[1], footage.world_to_camera[1])
+    rig, poses, valid = trained_rig(ws.root)  # the guide's confidence map and the viewer see the cameras so too
+    registered_poses = registered_rig(ws.root)[1]
+    np.testing.assert_allclose(poses[1], np.asarray(changes["cam1"]["change"]) @ registered_poses[1])
+    np.testing.assert_array_equal(poses[[0, 2]], registered_poses[[0, 2]])
+    np.testing.assert_allclose(rig.world_to_camera[1], poses[1, np.argmax(valid[1])])
     assert run_reconstruct(ws, config).skipped
 
 

@@ -48,7 +48,7 @@ from reshoot.progress import progress_stage, track
 from reshoot.refine.base import RefineInputs
 from reshoot.splat.data import load_shot_footage, registered_rig
 from reshoot.stages.guide import RealCameras, render_guide
-from reshoot.stages.reconstruct import choose_device, load_scene
+from reshoot.stages.reconstruct import choose_device, load_scene, trained_rig
 from reshoot.stages.refine import RefineConfig, make_refiner
 from reshoot.workspace import StageError, Workspace
 
@@ -135,7 +135,7 @@ def _run_eval(workspace: Workspace, config: EvalConfig) -> dict[str, Any]:
                          f"judged on it: run `reshoot reconstruct --workspace {root} --holdout {config.camera}` first")
     truth = (footage_truth(workspace, config, timeline) if config.truth_footage or config.truth_calibration
              else _truth(workspace, config.camera, timeline))
-    cameras, poses, valid = registered_rig(root, list(appearance))
+    cameras, poses, valid = trained_rig(root, list(appearance))
     real = RealCameras(cameras, poses, valid) if config.confidence else None
     frames = [render_guide(scene, truth.path, i, timeline, real)
               for i in track(range(len(truth.path)), f"reshooting {config.camera}")]

@@ -12,7 +12,8 @@ Reads ``WS/reconstruct/scene.pt`` and ``WS/path/path.json``; writes ``WS/guide/`
     contact_sheet.png       a few frames: guide, coverage, depth, confidence
 
 **Confidence** of a pixel is ``alpha x seen x angle``, where the pixel's surface point (from its depth) is
-projected into every real camera at the same instant: ``seen = min(1, n / 2)`` for the ``n`` cameras that had
+projected into every real camera at the same instant (posed as the scene trained from them: refined, where
+reconstruct refined the poses): ``seen = min(1, n / 2)`` for the ``n`` cameras that had
 it in frame and in view (not hidden behind something nearer in their own rendered depth), and
 ``angle = max(0, 1 - a / 90 deg)`` for the smallest angle ``a`` between the new camera's ray to the point and a
 seeing camera's. A pixel two real cameras saw from nearly the same direction scores near 1; one no camera saw
@@ -37,14 +38,13 @@ from reshoot.atomic import ANOTHER_WORKSPACE, atomic_write_bytes, atomic_write_j
 from reshoot.camera_path import CameraPath, Timeline
 from reshoot.cameras import Cameras
 from reshoot.progress import track
-from reshoot.splat.data import registered_rig
 from reshoot.splat.render import render
 from reshoot.splat.scene import DynamicScene
-from reshoot.stages.reconstruct import choose_device, load_scene, to_uint8
+from reshoot.stages.reconstruct import choose_device, load_scene, to_uint8, trained_rig
 from reshoot.viz import contact_sheet, save_png
 from reshoot.workspace import StageContext, StageResult, Workspace
 
-_VERSION = 2
+_VERSION = 3  # 3: the confidence map sees the real cameras at the poses the scene trained from
 
 
 class GuideError(RuntimeError):
@@ -116,7 +116,7 @@ def _guide(ctx: StageContext, config: GuideConfig) -> dict[str, Any]:
         path = CameraPath.load(ctx.workspace.stage_dir("path") / "path.json")
         timeline = Timeline.from_workspace(root)
         scene, appearance = load_scene(ctx.workspace.stage_dir("reconstruct") / "scene.pt", device=str(device))
-        cameras, poses, valid = registered_rig(root, list(appearance))  # the cameras the scene learnt from
+        cameras, poses, valid = trained_rig(root, list(appearance))  # the cameras the scene learnt from, as it did
         real = RealCameras(cameras, poses, valid)
     warnings = list(path.check(timeline))
     with ctx.timer("preflight"):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from reshoot.atomic import atomic_write_bytes, atomic_write_json
+from reshoot.cameras import Cameras
 from reshoot.metrics import colour_matched, psnr, ssim
 from reshoot.progress import track
 from reshoot.splat.data import (SetStills, ShotFootage, check_downscale, load_set_stills, load_shot_footage,
@@ -414,11 +415,31 @@ def with_trained_poses(footage: ShotFootage, reconstruct_dir: Path) -> ShotFoota
     """``footage`` (as loaded from the workspace: registered poses) with the poses its scene trained from: each
     camera's refined pose where reconstruct refined it (``--refine-poses``, ``refined_poses.json``), else as given.
     Render a training camera from these to see how well the scene fits it."""
+    changes = trained_pose_changes(reconstruct_dir)
+    return footage.moved({c: changes[c] for c in footage.camera_ids if c in changes}) if changes else footage
+
+
+def trained_rig(workspace_root: Path, cameras: list[str] | None = None) -> tuple[Cameras, np.ndarray, np.ndarray]:
+    """:func:`reshoot.splat.data.registered_rig` with the poses the workspace's scene trained from (each camera's
+    refined pose where reconstruct refined it, ``refined_poses.json``): where the real cameras were as the scene
+    knows them, for the guide's confidence map and the viewer."""
+    pinhole, poses, valid = registered_rig(workspace_root, cameras)
+    changes = trained_pose_changes(Path(workspace_root) / "reconstruct")
+    if not changes:
+        return pinhole, poses, valid
+    change = np.stack([changes.get(c, np.eye(4)) for c in pinhole.camera_ids])
+    return (replace(pinhole, world_to_camera=change @ pinhole.world_to_camera),
+            np.einsum("cij,ctjk->ctik", change, poses), valid)
+
+
+def trained_pose_changes(reconstruct_dir: Path) -> dict[str, np.ndarray]:
+    """Each refined image's pose change (4x4, on the left of its registered world-to-camera) from
+    ``refined_poses.json`` in ``reconstruct_dir``; empty if reconstruct did not refine poses."""
     path = Path(reconstruct_dir) / REFINED_POSES
     if not path.is_file():
-        return footage
-    images = json.loads(path.read_text())["images"]
-    return footage.moved({c: np.asarray(images[c]["change"]) for c in footage.camera_ids if c in images})
+        return {}
+    return {image: np.asarray(entry["change"], dtype=np.float64)
+            for image, entry in json.loads(path.read_text())["images"].items()}
 
 
 def load_scene(path: Path, device: str = "cpu") -> tuple[DynamicScene, dict[str, torch.Tensor]]:

@@ -508,11 +508,11 @@ class PathEditor:
 
     def _real_cameras(self) -> RealCameras:
         if self._real is None:  # read once, when the overlay is first asked for
-            from reshoot.splat.data import registered_rig
             from reshoot.stages.guide import RealCameras
+            from reshoot.stages.reconstruct import trained_rig
 
             trained = list(self.view.trained_camera_ids) or None
-            self._real = RealCameras(*registered_rig(self.view.root, trained))
+            self._real = RealCameras(*trained_rig(self.view.root, trained))
         return self._real
 
     def _say(self, text: str) -> str:

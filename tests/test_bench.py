@@ -38,3 +38,19 @@ def test_shot_rows_carry_the_region_figures_and_the_verdict():
     assert _verdict(scores) == ("needs fixes (whole frame 24.00 dB < 25 dB; set 26.50 dB < 27 dB; "
                                 "actor 21.25 dB < 22 dB)")
     assert _regions({**scores, "actor_psnr_db": None}).endswith("actor -)")
+
+
+def test_layout_rows_pass_only_when_guide_and_refined_shot_reach_22_db(tmp_path):
+    from reshoot_bench.layouts import LAYOUTS, layout_row
+
+    good = {"psnr_db": 25.4, "set_psnr_db": 25.5, "actor_psnr_db": 21.0, "ssim": 0.84}
+    row = layout_row("3 cameras, seed 1, 320x180", {"guide": good, "refine": {**good, "psnr_db": 25.5}}, 400.2, 300.4,
+                     tmp_path / "report.html")
+    assert row["pass"] is True
+    assert row["result"].startswith("guide 25.40 dB (set 25.50 dB, actor 21.00 dB), SSIM 0.840; refined 25.50 dB")
+    assert "needs fixes (" in row["result"] and row["detail"].startswith("the whole job 400 s (training 300 s)")
+    low = layout_row("x", {"guide": {**good, "psnr_db": 21.9}, "refine": good}, 1, None, tmp_path / "r.html")
+    assert low["pass"] is False and "training" not in low["detail"]
+    # shoots nobody tuned on: none is the demo's (4 cameras, seed 0), one is twice its size
+    assert all((c.n_cameras, c.seed) != (4, 0) for _, _, c in LAYOUTS)
+    assert any((c.width, c.height) == (640, 360) for _, _, c in LAYOUTS)

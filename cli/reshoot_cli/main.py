@@ -479,18 +479,20 @@ def _print_shot_scores(title: str, shots: dict[str, dict]) -> None:
 class BenchCommand:
     """Benchmarks: measure speed and accuracy on the synthetic shoot and the real data sets, print a table."""
 
-    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "panoptic", "gpu",
-                                       "all"]] = "ingest"
+    name: tyro.conf.Positional[Literal["ingest", "register", "raster", "reconstruct", "shot", "layouts", "panoptic",
+                                       "gpu", "all"]] = "ingest"
     """Which benchmark: `ingest` (sync accuracy, calibration import, extraction throughput), `register` (pose accuracy
     on the synthetic shoot, Strecha fountain and caliscope), `raster` (CPU rasterizer speed and memory), `reconstruct`
     (training time, overhead and held-out PSNR/SSIM on the synthetic shoot, caliscope leave-one-out with `reshoot
     eval` of each camera), `shot` (guide frames' speed; guide frames and the classical refiner's shot against the
-    synthetic shoot's ground-truth overhead camera: PSNR/SSIM/flicker), `panoptic` (real footage: four low Panoptic
+    synthetic shoot's ground-truth overhead camera: PSNR/SSIM/flicker), `layouts` (the demo's whole job on three sample
+    shoots nobody tuned the defaults on: 3 cameras, 5 cameras, and 640x360; each overhead shot by region with its
+    verdict; about 40 minutes), `panoptic` (real footage: four low Panoptic
     basketball cameras as the set, each of the five high ones reshot and scored by `reshoot eval` on the whole frame,
     the set and the person), `gpu` (the GPU check: gsplat's kernel build, reshoot's CPU rasterizer against
     gsplat's CUDA one, the default sample trained on the CPU and on CUDA and scored on the overhead camera, a
     Wan2.1-VACE-1.3B-sized refine model timed at 480p; about 8 minutes on one H100-class GPU; without CUDA it runs
-    the CPU parts and says what needs CUDA; not part of `all`), or `all` of the others in one table (over an hour
+    the CPU parts and says what needs CUDA; not part of `all`), or `all` of the others in one table (about two hours
     on 2 cores)."""
     data: Path = bench.DEFAULT_DATA
     """Folder with the real data sets (caliscope_4cam, bbc_audio_offset_timbl, ...)."""
@@ -499,7 +501,7 @@ class BenchCommand:
 
     def run(self) -> None:
         work = Path(self.work or tempfile.mkdtemp(prefix="reshoot-bench-"))
-        names = ["ingest", "register", "raster", "reconstruct", "shot", "panoptic"] if self.name == "all" \
+        names = ["ingest", "register", "raster", "reconstruct", "shot", "layouts", "panoptic"] if self.name == "all" \
             else [self.name]
         rows = []
         with warnings.catch_warnings():
@@ -526,6 +528,10 @@ class BenchCommand:
             from reshoot_bench.shot import bench_shot
 
             return bench_shot(work)
+        if name == "layouts":
+            from reshoot_bench.layouts import bench_layouts
+
+            return bench_layouts(work)
         if name == "panoptic":
             from reshoot_bench.panoptic import bench_panoptic
 

@@ -21,7 +21,7 @@ from reshoot.evaluation.scores import (localised_sample_view, sample_registratio
 from reshoot.evaluation.evaluate import ACTOR_FROM_SAMPLE, TruthPath, write_report
 from reshoot.footage import read_image
 from reshoot.localise import Localised
-from reshoot.sample import PRESETS, SampleShoot, make_sample_shoot
+from reshoot.sample import PRESETS, SampleConfig, SampleShoot, make_sample_shoot
 from reshoot.stages.export import ExportConfig, run_export
 from reshoot.stages.guide import GuideConfig, load_shot_frames, run_guide
 from reshoot.stages.ingest import IngestConfig, run_ingest
@@ -46,21 +46,24 @@ class DemoResult:
     report: Path  #: WS/eval/overhead/report.html: the shot against the truth, frame by frame, with pictures
     placement: Localised | None = None  #: how the hidden camera was localised in the scene before the path was made
 
-#: The demo's scene: the fast preset (1200 steps at the footage's full size), a few minutes on 2 cores with the
-#: compiled CPU kernels (before them the demo trained 600 steps at half size in more time).
+#: The demo's scene: the fast preset (2400 steps at the footage's full size, 600 of them on the set), about five
+#: minutes on 2 cores with the compiled CPU kernels.
 DEMO_RECONSTRUCT = {"default": ReconstructConfig(),
                     "small": ReconstructConfig(steps=150, sh_degree=1, dynamic_per_instant=400)}
 
 
-def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: bool = False) -> DemoResult:
+def run_demo(root: Path = Path("reshoot-demo"), preset: str = "default", force: bool = False,
+             sample: SampleConfig | None = None) -> DemoResult:
     """Make the sample shoot in ``root/footage`` and run the whole job on it in the workspace ``root/workspace``.
 
-    Re-running with the same preset re-uses everything already made (``force`` makes it all again).
+    Re-running with the same preset re-uses everything already made (``force`` makes it all again). ``sample``:
+    another shoot (layout, seed, size) instead of the preset's, with the preset's training (``reshoot bench
+    layouts`` runs the job so on shoots nobody tuned the defaults on).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown sample preset {preset!r}; the presets are {', '.join(PRESETS)}")
     root = Path(root)
-    shoot = make_sample_shoot(root / "footage", PRESETS[preset], force=force)
+    shoot = make_sample_shoot(root / "footage", sample or PRESETS[preset], force=force)
     workspace = Workspace(root / "workspace")
     workspace.set_sources(list(shoot.videos.values()), ground_truth=shoot.root / "ground_truth.json")
     ingest = run_ingest(workspace, list(shoot.videos.values()), IngestConfig(sync="audio"), force=force)

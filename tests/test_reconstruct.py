@@ -160,12 +160,13 @@ def test_training_resumes_from_a_checkpoint_exactly(registered, tmp_path):
     footage = load_shot_footage(ws.root)
     xyz, rgb = read_points_ply(register.path / "sparse_points.ply")
     params, _ = initial_params(footage, xyz, rgb, InitConfig(sh_degree=1, dynamic_per_instant=200))
-    config = TrainConfig(steps=30, refine_start=10, refine_stop=25, refine_every=10, checkpoint_every=15)
+    config = TrainConfig(steps=30, refine_start=10, refine_stop=25, refine_every=10, checkpoint_every=15,
+                         random_background=True)
     whole = Trainer(footage, DynamicScene(params, 1), config)
     whole.run()
     first = Trainer(footage, DynamicScene(params, 1), config)
-    first.run(tmp_path / "ckpt.pt", until=15)  # as if stopped at step 15
-    assert first.step_idx == 15
+    first.run(tmp_path / "ckpt.pt", until=12)  # as if stopped at step 12, in the set phase (random backgrounds)
+    assert first.step_idx == 12
     resumed = Trainer(footage, DynamicScene(params, 1), config)
     resumed.run(tmp_path / "ckpt.pt")
     assert resumed.step_idx == 30 and len(resumed.scene) == len(whole.scene)

@@ -247,6 +247,29 @@ def test_the_coverage_term_closes_holes_the_cameras_never_saw():
     assert pseudo_alpha(1.0) > pseudo_alpha(0.0) + 0.2
 
 
+
+def test_a_random_background_makes_the_set_cover_the_pictures_it_trains_on():
+    footage = _footage()
+    dark = ShotFootage(footage.cameras, np.full_like(footage.images, 40), footage.valid, footage.world_to_camera,
+                       footage.times, footage.frames)  # a dark floor: over black, half-transparent Gaussians fit it
+
+    def floor_alpha(random_background: bool) -> float:
+        params = _params()
+        params["opacities"][:60] = -1.0
+        scene = DynamicScene(params, 0)
+        floor = render(scene, dark.cameras.select(["a"]), 0.0, part="static").alpha.detach() > 0.2
+        trainer = Trainer(dark, scene, TrainConfig(steps=60, set_fraction=0.9, refine_start=1000, depth_weight=0,
+                                                   coverage_weight=0, random_background=random_background))
+        trainer.run(until=50)
+        with torch.no_grad():
+            return float(render(scene, dark.cameras.select(["a"]), 0.0, part="static").alpha[floor].mean())
+
+    # from 0.51: over black the floor thinned (black showed through as the dark floor); over random colours it grew
+    assert floor_alpha(False) < 0.4 < 0.55 < floor_alpha(True)
+    assert ReconstructConfig().train_config().random_background  # reconstruct's default
+    assert not ReconstructConfig(random_background=False).train_config().random_background  # --no-random-background
+    assert not TrainConfig().random_background
+
 def test_adam_on_some_rows_is_adam_for_them_and_leaves_the_rest():
     from reshoot.splat.train_config import _adam_step
 

@@ -102,6 +102,7 @@ class Trainer:
         self.set_steps = int(round(config.set_fraction * config.steps))
         self.step_idx = 0
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.background_generator = torch.Generator().manual_seed(config.seed + 1)  # random_background's colours
         torch.manual_seed(config.seed)  # gsplat's split samples from the global generator
         device = scene.params["means"].device
         rows = len(footage.camera_ids) + (len(self.stills) if self.stills else 0)
@@ -212,7 +213,9 @@ class Trainer:
             out, hidden = self._render_over_set(view, degree, meta)
             keep = ~hidden if keep is None else keep & ~hidden
         else:
-            out = self._render(view, degree, meta)
+            background = (torch.rand(3, generator=self.background_generator).to(device)
+                          if cfg.random_background and view.static_only else None)
+            out = self._render(view, degree, meta, background)
         if keep is not None:  # left-out pixels: the target is the render itself, no error
             target = torch.where(keep[..., None], target, out.rgb.detach())
         depth_loss = self._depth_loss(view, out) if view.static_only else None
@@ -247,20 +250,21 @@ class Trainer:
     def _refines_poses(self, view: _View) -> bool:
         return self.config.pose_refine_lr > 0 and view.static_only and self.in_set_phase
 
-    def _render(self, view: _View, degree: int, meta: dict) -> RenderOutput:
+    def _render(self, view: _View, degree: int, meta: dict, background: Tensor | None = None) -> RenderOutput:
         """The view's render (the set alone in the set phase), from its refined pose when poses are refined (then
         ``meta["means"]`` keeps the drawn Gaussians' centres, their gradient retained for ``_step_pose``)."""
         part = "static" if view.static_only else "all"
         appearance = self.appearance[view.appearance_idx]
         if not self._refines_poses(view):
-            return render(self.scene, view.camera, view.t, appearance, active_sh_degree=degree, meta=meta, part=part)
+            return render(self.scene, view.camera, view.t, appearance, background, active_sh_degree=degree, meta=meta,
+                          part=part)
         device = self.scene.params["means"].device
         W0 = torch.tensor(np.asarray(view.camera.world_to_camera), dtype=torch.float32, device=device)
         K = torch.tensor(np.asarray(view.camera.K), dtype=torch.float32, device=device)
         meta["retain_means"] = True
         size = (int(view.camera.image_size[0, 0]), int(view.camera.image_size[0, 1]))
         return render_view(self.scene, self.pose_change[view.appearance_idx][None] @ W0, K, size, view.t, appearance,
-                           active_sh_degree=degree, meta=meta, part=part)
+                           background, active_sh_degree=degree, meta=meta, part=part)
 
     @torch.no_grad()
     def _step_pose(self, view: _View, meta: dict) -> None:
@@ -619,6 +623,7 @@ class Trainer:
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "appearance_optimizer": self.appearance_optimizer.state_dict(),
                 "strategy_state": self.strategy_state, "generator": self.generator.get_state(),
+                "background_generator": self.background_generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "history": self.history, "config": asdict(self.config), "camera_ids": self.footage.camera_ids,
@@ -695,6 +700,8 @@ class Trainer:
         self.appearance_optimizer.load_state_dict(state["appearance_optimizer"])
         self.strategy_state = state["strategy_state"]
         self.generator.set_state(state["generator"].cpu())  # random states are CPU tensors wherever it was loaded
+        if state.get("background_generator") is not None:
+            self.background_generator.set_state(state["background_generator"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])

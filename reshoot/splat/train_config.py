@@ -127,6 +127,10 @@ class TrainConfig:
     train the performance phase too. 0: off."""
     pose_refine_start: int = 100
     """See ``pose_refine_lr``: the set is too rough to say where a camera is before this step."""
+    random_background: bool = False
+    """In the set phase, draw each training view over a random colour instead of black (nerfstudio's splatfacto
+    does so by default): a picture's pixel is a surface, so the set must cover it fully; over black, partly
+    transparent Gaussians can learn brighter colours that are right only with black behind them."""
     checkpoint_every: int = 500
     seed: int = 0
 

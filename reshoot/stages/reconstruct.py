@@ -114,8 +114,8 @@ class ReconstructConfig:
     """Train the set over a random colour each step instead of black, so the set must cover every pixel it trains
     on: over black, half-transparent Gaussians learn colours that are right only with black behind them, and a new
     angle (or the refiner, which fills what is not covered) sees them as holes or too bright. Measured (guide from
-    the angle nobody filmed, set): the sample +0.37 dB (4 cameras), +0.18 (3 cameras), +0.43 at 640x360 (the
-    refined shot +0.88); Panoptic's high cameras from four low ones +0.15 (persons +0.26).
+    the angle nobody filmed, set): the sample +0.37 dB (4 cameras), +0.18 (3), +0.17 (5; its actor -0.28), +0.43
+    at 640x360 (the refined shot +0.88); Panoptic's high cameras from four low ones +0.15 (persons +0.26).
     ``--no-random-background``: over black."""
     masks: Path | None = None
     """Folder of training masks <camera>/<frame:06d>.png (ingested frame numbers): black pixels are left out of the
